@@ -12,6 +12,7 @@
 #   src/cli/*.c      -> stasis
 #   tests/unit/test_*.c   -> one unit test program each
 #   tests/helpers/*.c     -> test workloads and protocol clients (one program each)
+#   tests/stubs/*.c       -> shared-library stand-ins for absent hardware (tests only)
 
 CC      ?= gcc
 PREFIX  ?= /usr/local
@@ -53,9 +54,11 @@ UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPER_SRC := $(wildcard tests/helpers/*.c)
 HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/tests/bin/%,$(HELPER_SRC))
+STUB_SRC   := $(wildcard tests/stubs/*.c)
+STUB_LIB   := $(patsubst tests/stubs/%.c,$(BUILD)/tests/lib/%.so,$(STUB_SRC))
 
 .PHONY: all check test unit unit-bins integration install clean format
-all: $(PROGS) $(HELPER_BIN)
+all: $(PROGS) $(HELPER_BIN) $(STUB_LIB)
 
 unit-bins: $(UNIT_BIN)
 
@@ -87,6 +90,11 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/unit.h $(LIB) $(PROTO_H)
 $(BUILD)/tests/bin/%: tests/helpers/%.c $(LIB) $(PROTO_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Stand-ins for hardware libraries this machine lacks (tests only).
+$(BUILD)/tests/lib/%.so: tests/stubs/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
 
 # Unit tests always run sanitized.
 check:
