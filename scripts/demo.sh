@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# demo.sh: the main job end to end on this machine. Sets up (packages, CRIU),
+# builds and installs stasis, starts the daemon, runs a real workload as a
+# managed job, checkpoints it with --stream 8, restores it, and shows that it
+# goes on from where it stopped. Run as root on Debian 12.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "demo.sh: run as root" >&2; exit 1; }
+MIB=${DEMO_MIB:-512}
+CKPT=${DEMO_CKPT:-/var/tmp/stasis-demo-ckpt}
+WORK=${DEMO_WORK:-/var/tmp/stasis-demo-work}
+JOB=${DEMO_JOB:-ced}
+
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { say "$*"; "$@"; }
+
+bash scripts/setup.sh
+make -j"$(nproc)" all >/dev/null
+make install >/dev/null
+run stasis daemon start
+stasis rm --force "$JOB" >/dev/null 2>&1 || true
+rm -rf "$CKPT" && mkdir -p "$WORK"
+cp examples/train.py "$WORK/"
+
+run stasis exec -i "$JOB" -w "$WORK" "python3 train.py $MIB"
+sleep 3
+run stasis ps
+run stasis logs "$JOB" | tail -2
+run stasis dump job "$JOB" -d "$CKPT" --stream 8
+run stasis ps
+run ls -l "$CKPT"
+before=$(stasis logs "$JOB" | tail -1)
+sleep 2
+run stasis restore job "$JOB" --stream 8
+sleep 3
+run stasis ps
+say "stasis logs $JOB | tail -4"
+stasis logs "$JOB" | tail -4
+after=$(stasis logs "$JOB" | tail -1)
+echo
+echo "last line before the dump: $before"
+echo "last line after restore:   $after"
+b=${before#step }; b=${b%% *}; a=${after#step }; a=${a%% *}
+if [ "$a" -gt "$b" ] && [ "${before#* state }" = "${after#* state }" ]; then
+	echo "demo: the job went on from step $b to step $a with the same state checksum"
+else
+	echo "demo: FAILED: the restored job did not continue" >&2
+	exit 1
+fi
+run stasis kill "$JOB"
