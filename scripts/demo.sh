@@ -25,7 +25,7 @@ cp examples/train.py "$WORK/"
 run stasis exec -i "$JOB" -w "$WORK" "python3 train.py $MIB"
 sleep 3
 run stasis ps
-run stasis logs "$JOB" | tail -2
+say "stasis logs $JOB | tail -2"; stasis logs "$JOB" | tail -2
 run stasis dump job "$JOB" -d "$CKPT" --stream 8
 run stasis ps
 run ls -l "$CKPT"
