@@ -57,7 +57,7 @@ HELPER_BIN := $(patsubst tests/helpers/%.c,$(BUILD)/tests/bin/%,$(HELPER_SRC))
 STUB_SRC   := $(wildcard tests/stubs/*.c)
 STUB_LIB   := $(patsubst tests/stubs/%.c,$(BUILD)/tests/lib/%.so,$(STUB_SRC))
 
-.PHONY: all check test unit unit-bins integration install clean format
+.PHONY: all check test unit unit-bins integration install clean format fuzz
 all: $(PROGS) $(HELPER_BIN) $(STUB_LIB)
 
 unit-bins: $(UNIT_BIN)
@@ -122,10 +122,26 @@ install: all
 	if [ -f contrib/stasisd.service ]; then install -D -m 0644 contrib/stasisd.service \
 		$(DESTDIR)/etc/systemd/system/stasisd.service; fi
 
+# libFuzzer targets (clang, ASan+UBSan): tests/fuzz/fuzz_*.c, each linked with the
+# library's sources compiled for fuzzing. `make fuzz` builds them into build-fuzz/;
+# tests/fuzz/run.sh SECONDS runs each for that long.
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
+	      -Isrc/common -Isrc/daemon -Ibuild-fuzz/gen $(PKG_CFL)
+fuzz: $(FUZZ_BIN)
+build-fuzz/gen/%.pb-c.c build-fuzz/gen/%.pb-c.h: src/common/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=src/common --c_out=build-fuzz/gen $<
+build-fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(patsubst src/common/%.proto,build-fuzz/gen/%.pb-c.c,$(PROTOS))
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_FLAGS) -o $@ $< $(COMMON_SRC) $(patsubst src/common/%.proto,build-fuzz/gen/%.pb-c.c,$(PROTOS)) \
+		$(FUZZ_EXTRA_$*) $(PKG_LIBS) -lpthread -ldl
+
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h tests/*/*.c tests/*/*.h)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/tests/*.d $(BUILD)/tests/bin/*.d)
