@@ -1,0 +1,143 @@
+# netns-hosts.sh: two (or more) "hosts" on one machine for the migration tests.
+# Source it after tests/lib.sh.
+#
+# A host is a tree of processes in its own network, PID and mount namespace,
+# created by the test (unshare), whose PID 1 is tests/helpers/nsinit. Inside,
+# /var/lib/stasis and /run/stasis are private mounts (a directory under $T, or
+# a size-limited tmpfs for the disk-full case), so two daemons use the usual
+# paths without sharing files, and each host numbers its PIDs from 1, so a job
+# restored on the other host can keep its PID. Everything else of the file
+# system (the workload's files, /tmp) is shared, like shared storage.
+# Hosts are joined by a veth pair whose ends exist only inside the two
+# namespaces: the machine's own network is never touched.
+#
+#   host_up NAME IP [LIB_TMPFS_SIZE]   create a host; IP is its veth address (10.77.0.x)
+#   hosts_link A B                     veth pair between A and B (call once, after both)
+#   host_exec NAME CMD...              run CMD inside NAME (no stray fds inherited)
+#   host_bg NAME OUTFILE CMD...        same, in the background, output appended to
+#                                      OUTFILE; sets $host_bg_pid to CMD's PID as the
+#                                      test's own namespace sees it
+#   host_daemon NAME [ARGS...]         start stasisd inside NAME, wait for its socket
+#   host_daemon_kill NAME [SIG]        signal NAME's daemon (default KILL) and reap it
+#   host_stasis NAME ARGS...           the CLI inside NAME
+#   host_pid_base NAME N               next PIDs in NAME start above N
+#   host_ip NAME / host_init NAME      its address / its PID 1 as seen from outside
+#   hosts_down                         kill every host (registered with at_exit)
+# Everything about a host lives in $T/hosts/NAME (daemon.log, lib/, ...).
+
+NS_PREFIX=10.77.0
+_hosts=()
+
+# Run "$@" with only fds 0-2: an fd inherited from the test runner points into
+# the runner's mount namespace, and CRIU refuses to dump a job holding one.
+_nofds() {
+	local fd
+	for fd in $(ls /proc/$BASHPID/fd); do
+		[ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+	done
+	exec "$@"
+}
+
+_has_children() { [ -n "$(_children "$1")" ]; }
+_children() { local c; c=$(cat "/proc/$1/task/$1/children" 2>/dev/null); echo $c; }
+
+host_up() {
+	local name=$1 ip=$2 size=${3:-} d=$T/hosts/$1 u init libmount
+	mkdir -p "$d/lib" /var/lib/stasis /run/stasis
+	chmod 0755 "$d"
+	if [ -n "$size" ]; then
+		libmount="mount -t tmpfs -o size=$size,mode=0755 stasis-lib /var/lib/stasis"
+	else
+		libmount="mount --bind $d/lib /var/lib/stasis"
+	fi
+	(_nofds unshare --net --pid --mount --fork --mount-proc --propagation private \
+		bash -c "$libmount && mount -t tmpfs -o mode=0755 stasis-run /run/stasis &&
+			 ip link set lo up && exec '$HELPERS/nsinit' '$d/ready'" \
+		</dev/null >"$d/init.log" 2>&1) &
+	u=$!
+	wait_for 10 test -s "$d/ready" || { cat "$d/init.log" >&2; die "host $name did not start"; }
+	init=$(_children "$u")
+	[ -n "$init" ] || die "host $name: no init process under unshare $u"
+	echo "$init" >"$d/init.pid"
+	echo "$ip" >"$d/ip"
+	echo "$u" >"$d/unshare.pid"
+	_hosts+=("$name")
+	[ ${#_hosts[@]} -eq 1 ] && at_exit hosts_down
+	return 0
+}
+
+# Make NAME's next PIDs start above N. On two real hosts a job's PID may be
+# taken on the target too (the restore then fails with "File exists"); the
+# tests start jobs high on the source so that the target's own low PIDs
+# (daemon, CRIU, streamer) never collide with them.
+host_pid_base() {
+	host_exec "$1" sh -c "echo $2 >/proc/sys/kernel/ns_last_pid"
+}
+
+host_init() { cat "$T/hosts/$1/init.pid"; }
+host_ip() { cat "$T/hosts/$1/ip"; }
+
+host_exec() {
+	local name=$1
+	shift
+	(_nofds nsenter -t "$(host_init "$name")" -n -p -m -- "$@")
+}
+
+host_bg() {
+	local name=$1 out=$2 n
+	shift 2
+	# Redirect inside the host: a /dev/null opened out here belongs to another
+	# mount namespace, and CRIU cannot dump a job holding it.
+	(_nofds nsenter -t "$(host_init "$name")" -n -p -m -- \
+		sh -c 'out=$1; shift; exec "$@" </dev/null >>"$out" 2>&1' sh "$out" "$@") &
+	n=$!
+	# nsenter forks the command into the PID namespace: wait for that child.
+	host_bg_pid=
+	wait_for 5 _has_children $n || return 1
+	host_bg_pid=$(_children $n)
+}
+
+hosts_link() {
+	local a=$1 b=$2
+	nsenter -t "$(host_init "$a")" -n ip link add "v-$a" type veth peer name "v-$b" \
+		netns "$(host_init "$b")" || die "veth between $a and $b"
+	host_exec "$a" ip addr add "$(host_ip "$a")/24" dev "v-$a"
+	host_exec "$b" ip addr add "$(host_ip "$b")/24" dev "v-$b"
+	host_exec "$a" ip link set "v-$a" up
+	host_exec "$b" ip link set "v-$b" up
+}
+
+host_stasis() {
+	local name=$1
+	shift
+	host_exec "$name" env STASIS_SOCKET=/run/stasis/stasisd.sock "$STASIS_BUILD/stasis" "$@"
+}
+
+host_daemon() {
+	local name=$1 d=$T/hosts/$1
+	shift
+	host_bg "$name" "$d/daemon.log" "$STASIS_BUILD/stasisd" "$@" ||
+		die "host $name: stasisd did not start"
+	echo "$host_bg_pid" >"$d/daemon.pid"
+	track_pid "$host_bg_pid"
+	wait_for 10 host_exec "$name" test -S /run/stasis/stasisd.sock ||
+		{ cat "$d/daemon.log" >&2; die "host $name: no daemon socket"; }
+}
+
+host_daemon_kill() {
+	local name=$1 sig=${2:-KILL} pid
+	pid=$(cat "$T/hosts/$name/daemon.pid")
+	kill -"$sig" "$pid" 2>/dev/null
+	wait_for 10 dead "$pid"
+}
+
+hosts_down() {
+	local h u
+	for h in "${_hosts[@]}"; do
+		u=$(cat "$T/hosts/$h/unshare.pid" 2>/dev/null)
+		# Killing PID 1 of a namespace kills every process in it.
+		kill -9 "$(host_init "$h")" 2>/dev/null
+		[ -n "$u" ] && wait_for 5 dead "$u"
+	done
+	_hosts=()
+}
