@@ -60,7 +60,7 @@ STUB_LIB   := $(patsubst tests/stubs/%.c,$(BUILD)/tests/lib/%.so,$(STUB_SRC))
 .PHONY: all check test unit unit-bins integration install clean format fuzz
 all: $(PROGS) $(HELPER_BIN) $(STUB_LIB)
 
-unit-bins: $(UNIT_BIN)
+unit-bins: $(UNIT_BIN) $(STUB_LIB)
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/common/%.proto
 	@mkdir -p $(dir $@)
@@ -100,7 +100,7 @@ $(BUILD)/tests/lib/%.so: tests/stubs/%.c
 check:
 	$(MAKE) SAN=1 unit
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(STUB_LIB)
 	tests/run-unit.sh $(UNIT_BIN)
 
 integration: all
@@ -144,4 +144,4 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/tests/*.d $(BUILD)/tests/bin/*.d)
+-include $(wildcard $(BUILD)/obj/*/*.d $(BUILD)/tests/*.d $(BUILD)/tests/bin/*.d $(BUILD)/tests/lib/*.d)

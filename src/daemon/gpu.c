@@ -832,13 +832,14 @@ static void describe(const struct gpu_device *dev, int n, char *out, size_t len)
 					 dev[i].name, dev[i].uuid);
 }
 
-/* Pair each old device with an unused new one of the same model. */
+/* Pair each old device with an unused new one of the same model (the driver
+ * wants a pair for every checkpointed GPU; extra GPUs here stay unused). */
 static int pair_by_model(const struct gpu_device *old, int nold, const struct gpu_host *host,
 			 struct gpu_remap *remap)
 {
 	int used[GPU_MAX_DEVICES] = { 0 };
 
-	if (nold != host->ndev)
+	if (nold > host->ndev)
 		return -1;
 	for (int i = 0; i < nold; i++) {
 		int j = 0;
@@ -907,7 +908,7 @@ int gpu_check_inventory(const char *dir, const struct gpu_host *host, struct gpu
 		memset(remap, 0, sizeof(*remap));
 		errf(err, errlen,
 		     "different GPUs: the checkpoint was taken on %s; this host has %s. A GPU "
-		     "restore needs the same GPU models and count",
+		     "restore needs as many GPUs of the same models",
 		     need, have);
 		return -1;
 	}

@@ -87,7 +87,8 @@ static const char *stub_dir(void)
 	return d && *d ? d : "/tmp/stasis-cuda-stub";
 }
 
-/* Value of KEY (env STASIS_CUDA_STUB_<KEY> first, then DIR/inject), or DEF. */
+/* Value of KEY (env STASIS_CUDA_STUB_<KEY> first, then DIR/inject), or DEF;
+ * always copied into BUF, which is returned. */
 static const char *cfg(const char *key, const char *def, char *buf, size_t len)
 {
 	char env[64], path[512], line[512];
@@ -105,9 +106,10 @@ static const char *cfg(const char *key, const char *def, char *buf, size_t len)
 		return buf;
 	}
 	snprintf(path, sizeof(path), "%s/inject", stub_dir());
+	snprintf(buf, len, "%s", def);
 	f = fopen(path, "re");
 	if (!f)
-		return def;
+		return buf;
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = 0;
 		if (!strncmp(line, key, klen) && line[klen] == '=') {
@@ -117,7 +119,7 @@ static const char *cfg(const char *key, const char *def, char *buf, size_t len)
 		}
 	}
 	fclose(f);
-	return def;
+	return buf;
 }
 
 static int cfg_is(const char *key, const char *value)
@@ -238,10 +240,11 @@ EXPORT int cuDeviceGetName(char *name, int len, int dev)
 	return OK;
 }
 
-/* UUID bytes: FNV-1a of "HOST:INDEX", so another host ID means other GPUs. */
+/* UUID bytes: FNV-1a of "HOST:INDEX:MODEL": another host ID or model means
+ * other GPUs. */
 EXPORT int cuDeviceGetUuid(unsigned char *uuid, int dev)
 {
-	char host[64], key[96];
+	char host[64], model[96], key[192];
 	uint64_t h = 1469598103934665603ull;
 
 	if (!initialized)
@@ -249,7 +252,8 @@ EXPORT int cuDeviceGetUuid(unsigned char *uuid, int dev)
 	if (dev < 0 || dev >= ngpus())
 		return E_INVALID_DEVICE;
 	host_id(host, sizeof(host));
-	snprintf(key, sizeof(key), "%s:%d", host, dev);
+	cuDeviceGetName(model, sizeof(model), dev);
+	snprintf(key, sizeof(key), "%s:%d:%s", host, dev, model);
 	for (int i = 0; i < 16; i++) {
 		for (const char *c = key; *c; c++)
 			h = (h ^ (unsigned char)*c) * 1099511628211ull;
