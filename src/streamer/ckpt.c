@@ -1,0 +1,138 @@
+/*
+ * ckpt.c - open a finished checkpoint for serve, extract and inspect: the
+ * manifest says what should be there, the shard index says where it is, and
+ * the two must agree before any byte is handed out.
+ */
+#include "streamer.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int check_coverage(struct ckpt *c, const struct manifest_file *f)
+{
+	size_t n;
+	const struct chunk_ref *r = ckpt_chunks(c, f, &n);
+	uint64_t off = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].h.offset != off) {
+			log_err("%s: file %s: chunk at offset %" PRIu64 " in %s chunk %u, expected "
+				"offset %" PRIu64 " (a chunk is missing or duplicated)",
+				c->dir, f->name, r[i].h.offset, c->paths[r[i].shard], r[i].seq, off);
+			return -EBADMSG;
+		}
+		off += r[i].h.raw_len;
+	}
+	if (n != f->chunks || off != f->size) {
+		log_err("%s: file %s: shards hold %zu chunks / %" PRIu64 " bytes, manifest says "
+			"%" PRIu64 " / %" PRIu64,
+			c->dir, f->name, n, off, f->chunks, f->size);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+int ckpt_open(const char *dir, struct ckpt *c)
+{
+	char err[512];
+	int ret;
+
+	memset(c, 0, sizeof(*c));
+	c->dir = dir;
+	ret = manifest_load(dir, &c->m, err, sizeof(err));
+	if (ret) {
+		log_err("%s", err);
+		return ret;
+	}
+	c->fds = calloc(c->m.nshards, sizeof(int));
+	c->paths = calloc(c->m.nshards, sizeof(char *));
+	if (!c->fds || !c->paths)
+		goto nomem;
+	for (size_t k = 0; k < c->m.nshards; k++) {
+		c->fds[k] = -1;
+		if (asprintf(&c->paths[k], "%s/%s", dir, c->m.shards[k].name) < 0) {
+			c->paths[k] = NULL;
+			goto nomem;
+		}
+	}
+	ret = shard_index_build((const char *const *)c->paths, c->m.nshards, c->m.ckpt_id, &c->idx,
+				err, sizeof(err));
+	if (ret) {
+		log_err("%s", err);
+		goto fail;
+	}
+	for (size_t i = 0; i < c->m.nfiles; i++)
+		if (c->m.files[i].id >= c->nids)
+			c->nids = c->m.files[i].id + 1;
+	c->by_id = calloc(c->nids + 1, sizeof(*c->by_id));
+	if (!c->by_id)
+		goto nomem;
+	for (size_t i = 0; i < c->m.nfiles; i++) {
+		if (c->by_id[c->m.files[i].id]) {
+			log_err("%s: manifest gives id %u to two files", dir, c->m.files[i].id);
+			ret = -EBADMSG;
+			goto fail;
+		}
+		c->by_id[c->m.files[i].id] = &c->m.files[i];
+	}
+	for (size_t i = 0; i < c->m.nfiles; i++) {
+		ret = check_coverage(c, &c->m.files[i]);
+		if (ret)
+			goto fail;
+	}
+	for (size_t k = 0; k < c->m.nshards; k++) {
+		c->fds[k] = open(c->paths[k], O_RDONLY | O_CLOEXEC);
+		if (c->fds[k] < 0) {
+			ret = -errno;
+			log_err("shard %s: %s", c->paths[k], strerror(errno));
+			goto fail;
+		}
+	}
+	return 0;
+nomem:
+	log_err("out of memory");
+	ret = -ENOMEM;
+fail:
+	ckpt_close(c);
+	return ret;
+}
+
+void ckpt_close(struct ckpt *c)
+{
+	for (size_t k = 0; c->fds && k < c->m.nshards; k++)
+		if (c->fds[k] >= 0)
+			close(c->fds[k]);
+	for (size_t k = 0; c->paths && k < c->m.nshards; k++)
+		free(c->paths[k]);
+	free(c->fds);
+	free(c->paths);
+	free(c->by_id);
+	shard_index_free(&c->idx);
+	manifest_free(&c->m);
+	c->fds = NULL;
+	c->paths = NULL;
+	c->by_id = NULL;
+}
+
+const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f,
+				    size_t *n)
+{
+	return shard_index_file(&c->idx, f->id, n);
+}
+
+void ckpt_chunk_error(const struct ckpt *c, const struct chunk_ref *cr, int err)
+{
+	const struct manifest_file *f = cr->h.file_id < c->nids ? c->by_id[cr->h.file_id] : NULL;
+
+	log_err("shard %s chunk %u (file %s, offset %" PRIu64 "): %s", c->paths[cr->shard],
+		cr->seq, f ? f->name : "?", cr->h.offset,
+		err == -EBADMSG ? "corrupt data (checksum mismatch)" :
+		err == -EIO	? "truncated" :
+				  strerror(-err));
+}

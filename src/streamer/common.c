@@ -1,0 +1,61 @@
+/*
+ * common.c - small pieces the subcommands share: the readiness line, the
+ * progress fd, and removing a listening socket when killed.
+ */
+#include "streamer.h"
+#include "util.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static char sock_path[4096];
+
+static void on_signal(int sig)
+{
+	if (sock_path[0])
+		unlink(sock_path);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void unlink_on_signal(const char *path)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	if (!path) {
+		sock_path[0] = '\0';
+		return;
+	}
+	snprintf(sock_path, sizeof(sock_path), "%s", path);
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+void signal_ready(int fd)
+{
+	if (fd < 0)
+		return;
+	write_all(fd, "ready\n", 6);
+	close(fd);
+}
+
+void progress_write(int fd, const char *json)
+{
+	char buf[8192];
+	size_t n = strlen(json);
+
+	if (fd < 0)
+		return;
+	if (n + 1 < sizeof(buf)) {
+		memcpy(buf, json, n);
+		buf[n] = '\n';
+		write_all(fd, buf, n + 1);
+	} else {
+		write_all(fd, json, n);
+		write_all(fd, "\n", 1);
+	}
+}

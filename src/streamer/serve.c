@@ -1,0 +1,309 @@
+/*
+ * serve.c - serve a complete checkpoint to 'criu restore --stream'.
+ *
+ * The main thread answers CRIU's requests in whatever order they come, the
+ * same file as often as asked, exists=false for files the checkpoint lacks.
+ * Each file CRIU opens is written to its pipe by its own thread (restored
+ * tasks read their pages files concurrently), with a helper thread that reads
+ * and decompresses up to SLOTS chunks ahead, so decompression overlaps CRIU's
+ * reading while memory stays at SLOTS+1 chunk buffers per file being served.
+ * Every chunk's checksum is verified before a byte of it reaches CRIU; a bad
+ * chunk is fatal (CRIU gets a short pipe and a closed socket, we exit 1). A
+ * reader that closes its pipe early (EPIPE) ends only that file.
+ */
+#include "streamer.h"
+#include "criu_stream.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SLOTS 2
+
+struct server {
+	struct ckpt ck;
+	int sock;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	unsigned active; /* files being served */
+	int failed;
+	uint64_t bytes_out, files_served, missing;
+};
+
+struct slot {
+	uint8_t *buf;
+	int state; /* 0 free, 1 loaded, -errno failed */
+};
+
+struct job {
+	struct server *s;
+	const struct manifest_file *f;
+	const struct chunk_ref *chunks;
+	size_t n;
+	int fd;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct slot slots[SLOTS];
+	bool stop; /* the writer gave up (EPIPE) */
+};
+
+static void server_fail(struct server *s, int err)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!s->failed) {
+		s->failed = err;
+		/* Wakes the request loop; CRIU sees the socket close and fails. */
+		shutdown(s->sock, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Reader/decompressor: fills slot i % SLOTS with chunk i. */
+static void *prefetch_main(void *arg)
+{
+	struct job *j = arg;
+	struct ckpt *ck = &j->s->ck;
+	struct codec_ctx *ctx = codec_ctx_new();
+	uint8_t *scratch = malloc(codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64);
+
+	for (size_t i = 0; i < j->n; i++) {
+		struct slot *sl = &j->slots[i % SLOTS];
+		const struct chunk_ref *cr = &j->chunks[i];
+		int ret;
+
+		pthread_mutex_lock(&j->lock);
+		while (sl->state == 1 && !j->stop)
+			pthread_cond_wait(&j->cond, &j->lock);
+		pthread_mutex_unlock(&j->lock);
+		if (j->stop)
+			break;
+		ret = !ctx || !scratch ? -ENOMEM :
+		      cr->h.stored_len > codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64 ? -EBADMSG :
+		      chunk_load(ctx, ck->fds[cr->shard], cr, scratch, sl->buf);
+		if (ret)
+			ckpt_chunk_error(ck, cr, ret);
+		pthread_mutex_lock(&j->lock);
+		sl->state = ret ? ret : 1;
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+		if (ret)
+			break;
+	}
+	codec_ctx_free(ctx);
+	free(scratch);
+	return NULL;
+}
+
+static int write_chunks(struct job *j)
+{
+	struct server *s = j->s;
+	int ret = 0;
+
+	for (size_t i = 0; i < j->n && !ret; i++) {
+		struct slot *sl = &j->slots[i % SLOTS];
+
+		pthread_mutex_lock(&j->lock);
+		while (sl->state == 0)
+			pthread_cond_wait(&j->cond, &j->lock);
+		ret = sl->state < 0 ? sl->state : 0;
+		pthread_mutex_unlock(&j->lock);
+		if (ret) {
+			server_fail(s, ret);
+			break;
+		}
+		ret = write_all(j->fd, sl->buf, j->chunks[i].h.raw_len);
+		if (ret == -EPIPE) {
+			log_info("CRIU closed %s before reading all of it", j->f->name);
+			break;
+		} else if (ret) {
+			log_err("writing %s to CRIU: %s", j->f->name, strerror(-ret));
+			server_fail(s, ret);
+			break;
+		}
+		pthread_mutex_lock(&s->lock);
+		s->bytes_out += j->chunks[i].h.raw_len;
+		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_lock(&j->lock);
+		sl->state = 0;
+		pthread_cond_broadcast(&j->cond);
+		pthread_mutex_unlock(&j->lock);
+	}
+	pthread_mutex_lock(&j->lock);
+	j->stop = true;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+	return ret;
+}
+
+static void *serve_file_main(void *arg)
+{
+	struct job *j = arg;
+	struct server *s = j->s;
+	size_t nslots = j->n < SLOTS ? j->n : SLOTS, maxraw = 0;
+	pthread_t pf;
+	bool ok = true;
+
+	for (size_t i = 0; i < j->n; i++)
+		if (j->chunks[i].h.raw_len > maxraw)
+			maxraw = j->chunks[i].h.raw_len;
+	for (size_t i = 0; i < nslots; i++)
+		ok &= (j->slots[i].buf = malloc(maxraw)) != NULL;
+	if (!ok) {
+		log_err("%s: out of memory", j->f->name);
+		server_fail(s, -ENOMEM);
+	} else if (j->n) {
+		if (pthread_create(&pf, NULL, prefetch_main, j)) {
+			server_fail(s, -EAGAIN);
+		} else {
+			write_chunks(j);
+			pthread_join(pf, NULL);
+		}
+	}
+	close(j->fd);
+	for (size_t i = 0; i < nslots; i++)
+		free(j->slots[i].buf);
+	pthread_mutex_destroy(&j->lock);
+	pthread_cond_destroy(&j->cond);
+	free(j);
+	pthread_mutex_lock(&s->lock);
+	s->active--;
+	pthread_cond_broadcast(&s->idle);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static int start_file(struct server *s, const struct manifest_file *f, int fd)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	pthread_attr_t attr;
+	pthread_t tid;
+	int ret;
+
+	if (!j)
+		return -ENOMEM;
+	j->s = s;
+	j->f = f;
+	j->fd = fd;
+	j->chunks = ckpt_chunks(&s->ck, f, &j->n);
+	pthread_mutex_init(&j->lock, NULL);
+	pthread_cond_init(&j->cond, NULL);
+	fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+	pthread_mutex_lock(&s->lock);
+	s->active++;
+	s->files_served++;
+	pthread_mutex_unlock(&s->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = -pthread_create(&tid, &attr, serve_file_main, j);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		pthread_mutex_lock(&s->lock);
+		s->active--;
+		pthread_mutex_unlock(&s->lock);
+		free(j);
+	}
+	return ret;
+}
+
+static int request_loop(struct server *s)
+{
+	char name[CS_MAX_MSG];
+
+	for (;;) {
+		const struct manifest_file *f;
+		int fd, ret = cs_recv_request(s->sock, name, sizeof(name));
+
+		if (ret == 1 || (ret && s->failed))
+			return s->failed;
+		if (ret) {
+			log_err("reading a request from CRIU: %s", strerror(-ret));
+			return ret;
+		}
+		f = manifest_find(&s->ck.m, name);
+		log_debug("request %s: %s", name, f ? "exists" : "missing");
+		if (!f)
+			s->missing++;
+		ret = cs_send_reply(s->sock, f != NULL);
+		if (ret) {
+			log_err("replying to CRIU about %s: %s", name, strerror(-ret));
+			return s->failed ? s->failed : ret;
+		}
+		if (!f)
+			continue;
+		ret = cs_recv_fd(s->sock, &fd);
+		if (ret) {
+			log_err("receiving the pipe for %s: %s", name,
+				ret == 1 ? "CRIU closed the socket" : strerror(-ret));
+			return s->failed ? s->failed : ret == 1 ? -EPIPE : ret;
+		}
+		ret = start_file(s, f, fd);
+		if (ret) {
+			close(fd);
+			log_err("%s: cannot start a thread: %s", name, strerror(-ret));
+			return ret;
+		}
+	}
+}
+
+int cmd_serve(const struct opts *o)
+{
+	struct server s = { .sock = -1 };
+	char sock_path[4096], buf[256];
+	uint64_t t0;
+	int lsock, ret;
+
+	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.idle, NULL);
+	ret = ckpt_open(o->dir, &s.ck);
+	if (ret)
+		return ret;
+	lsock = cs_listen(o->dir, CS_SERVE_SOCK, sock_path, sizeof(sock_path));
+	if (lsock < 0) {
+		log_err("%s/%s: %s", o->dir, CS_SERVE_SOCK,
+			lsock == -EADDRINUSE ? "another streamer is listening there" :
+					       strerror(-lsock));
+		ckpt_close(&s.ck);
+		return lsock;
+	}
+	unlink_on_signal(sock_path);
+	signal_ready(o->ready_fd);
+	do
+		s.sock = accept4(lsock, NULL, NULL, SOCK_CLOEXEC);
+	while (s.sock < 0 && errno == EINTR);
+	ret = s.sock < 0 ? -errno : 0;
+	close(lsock);
+	unlink(sock_path);
+	unlink_on_signal(NULL);
+	if (ret) {
+		log_err("accept on %s: %s", sock_path, strerror(-ret));
+		ckpt_close(&s.ck);
+		return ret;
+	}
+	t0 = now_ms();
+	ret = request_loop(&s);
+	if (ret)
+		server_fail(&s, ret);
+	pthread_mutex_lock(&s.lock);
+	while (s.active)
+		pthread_cond_wait(&s.idle, &s.lock);
+	ret = s.failed ? s.failed : ret;
+	pthread_mutex_unlock(&s.lock);
+	close(s.sock);
+	snprintf(buf, sizeof(buf),
+		 "{\"event\":\"done\",\"op\":\"serve\",\"ok\":%s,\"files\":%" PRIu64
+		 ",\"missing\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"duration_ms\":%" PRIu64 "}",
+		 ret ? "false" : "true", s.files_served, s.missing, s.bytes_out, now_ms() - t0);
+	progress_write(o->progress_fd, buf);
+	if (ret)
+		log_err("serving %s failed", o->dir);
+	ckpt_close(&s.ck);
+	return ret;
+}

@@ -1,0 +1,66 @@
+/*
+ * streamer.h - what the stasis-streamer subcommands share: parsed options,
+ * the entry point of each subcommand, and an opened, indexed checkpoint.
+ */
+#ifndef STASIS_STREAMER_H
+#define STASIS_STREAMER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "manifest.h"
+#include "shard.h"
+
+/* Exit codes (docs/streamer.md). */
+#define EXIT_OK	   0
+#define EXIT_ERR   1
+#define EXIT_USAGE 2
+
+struct opts {
+	const char *dir;
+	const char *outdir; /* extract */
+	unsigned shards;
+	struct codec codec;
+	uint32_t chunk_size;
+	int ready_fd;
+	int progress_fd;
+	bool force;
+	bool verify;
+	bool json;
+};
+
+int cmd_capture(const struct opts *o);
+int cmd_serve(const struct opts *o);
+int cmd_extract(const struct opts *o);
+int cmd_inspect(const struct opts *o);
+
+/* Write "ready\n" to FD (if >= 0) and close it. */
+void signal_ready(int fd);
+/* Unlink PATH on SIGTERM/SIGINT/SIGHUP before dying (pass NULL to forget). */
+void unlink_on_signal(const char *path);
+/* Write one JSON line to the progress fd (if >= 0); ignores errors. */
+void progress_write(int fd, const char *json);
+
+/* A complete checkpoint, opened for reading. */
+struct ckpt {
+	const char *dir;
+	struct manifest m;
+	struct shard_index idx;
+	int *fds; /* open shard files, by shard index */
+	char **paths;
+	const struct manifest_file **by_id; /* file of each id (NULL: superseded) */
+	uint32_t nids;
+};
+
+/* Load the manifest, index every shard and check each file's chunks cover it
+ * exactly. Logs a message naming the file/shard/chunk on failure. */
+int ckpt_open(const char *dir, struct ckpt *c);
+void ckpt_close(struct ckpt *c);
+/* The chunks of F, in file order. */
+const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f,
+				    size_t *n);
+/* Describe a chunk_load() failure of chunk CR (names shard and chunk). */
+void ckpt_chunk_error(const struct ckpt *c, const struct chunk_ref *cr, int err);
+
+#endif
