@@ -1,0 +1,769 @@
+/*
+ * checkpoint.c - dump and restore of managed jobs (see checkpoint.h).
+ *
+ * Who runs what, and why:
+ *  - criu dump of a non-root job runs as the job's owner with CRIU's capabilities
+ *    kept as ambient capabilities (--unprivileged): root without CAP_SYS_RESOURCE
+ *    cannot dump another uid's process, and the owner's CRIU can only write where
+ *    the owner can. Root's own jobs: plain root CRIU.
+ *  - the streamer runs as the job's owner, so every file it writes is theirs.
+ *  - criu restore runs as root (the task comes back with the uid in its images),
+ *    with its work dir (log, stats) in the daemon's private state dir, never in the
+ *    user's directory; the log is copied in afterwards.
+ */
+#include "checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ckdir.h"
+#include "db.h"
+#include "jobs.h"
+#include "log.h"
+#include "util.h"
+
+#define READY_TIMEOUT_MS 15000
+#define STREAMER_EXIT_TIMEOUT_MS 300000
+#define MAX_SHARDS 64
+#define MAX_ARGS 64
+#define PID_FREE_TIMEOUT_MS 5000
+
+static struct ckpt_config cfg;
+static char streamer_path[PATH_MAX];
+
+static void find_in_path(const char *name, char *out, size_t len)
+{
+	const char *path = getenv("PATH");
+	char *dup, *dir, *save = NULL;
+
+	snprintf(out, len, "%s", name);
+	if (strchr(name, '/') || !path)
+		return;
+	dup = strdup(path);
+	for (dir = strtok_r(dup, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
+		snprintf(out, len, "%s/%s", dir, name);
+		if (!access(out, X_OK))
+			break;
+		snprintf(out, len, "%s", name);
+	}
+	free(dup);
+}
+
+void ckpt_init(const struct ckpt_config *c)
+{
+	cfg = *c;
+	find_in_path(c->streamer, streamer_path, sizeof(streamer_path));
+	cfg.streamer = streamer_path;
+}
+
+const char *ckpt_streamer_path(void)
+{
+	return cfg.streamer;
+}
+
+/* Everything one dump or restore needs to know and clean up. */
+struct op {
+	struct job job;
+	struct creds owner;     /* the job's user */
+	bool as_owner;          /* run CRIU/streamer as the owner (non-root job) */
+	char dir[PATH_MAX];     /* resolved checkpoint dir */
+	int dfd;
+	pid_t streamer;
+	uint64_t t0, t_criu, t_end_criu;
+	char *err;
+	size_t errlen;
+};
+
+static int fail(struct op *op, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct op *op, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(op->err, op->errlen, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static void owner_creds(const struct job *j, struct creds *cr)
+{
+	json_t *g = json_loads(j->groups ? j->groups : "[]", 0, NULL);
+	size_t i;
+	json_t *v;
+
+	memset(cr, 0, sizeof(*cr));
+	cr->uid = j->uid;
+	cr->gid = j->gid;
+	json_array_foreach(g, i, v) {
+		if (cr->ngroups < CREDS_MAX_GROUPS)
+			cr->groups[cr->ngroups++] = (gid_t)json_integer_value(v);
+	}
+	json_decref(g);
+}
+
+/* Look the job up for CALLER (others' jobs do not exist for them) and mark it busy. */
+static int op_begin(struct op *op, const struct creds *caller, const char *id, const char *what)
+{
+	const char *cur = NULL;
+
+	op->dfd = -1;
+	op->streamer = -1;
+	op->t0 = now_ms();
+	if (db_job_get(id, &op->job) ||
+	    (caller->uid != 0 && caller->uid != op->job.uid))
+		return fail(op, 404, "no such job: %s", id);
+	if (!jobs_busy_begin(id, what, &cur)) {
+		job_free(&op->job);
+		return fail(op, 409, "job %s is busy (%s in progress)", id, cur ? cur : "?");
+	}
+	job_refresh(&op->job);
+	owner_creds(&op->job, &op->owner);
+	op->as_owner = op->job.uid != 0;
+	return 0;
+}
+
+static void op_end(struct op *op)
+{
+	if (op->streamer > 0) {
+		kill(op->streamer, SIGTERM);
+		if (wait_child(op->streamer, NULL, 5000))
+			log_warn("streamer %d did not exit", op->streamer);
+	}
+	if (op->dfd >= 0)
+		close(op->dfd);
+	jobs_busy_end(op->job.id);
+	job_free(&op->job);
+}
+
+/* Start `stasis-streamer -D DIR ... MODE` and wait until it listens. */
+static int start_streamer(struct op *op, const char *mode, int shards, const char *codec,
+			  bool force)
+{
+	char *argv[MAX_ARGS], nbuf[16], fdbuf[16], logname[64];
+	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .umask = 077 };
+	int rp[2], logfd, n = 0, ret;
+	const char *phase;
+	char buf[16] = "";
+	struct pollfd pf;
+
+	snprintf(logname, sizeof(logname), "streamer-%s.log", mode);
+	logfd = ckdir_open_log(op->dfd, logname, op->job.uid, op->job.gid);
+	if (logfd < 0)
+		return fail(op, 500, "prepare: cannot create %s/%s: %s", op->dir, logname,
+			    strerror(-logfd));
+	if (pipe2(rp, O_CLOEXEC)) {
+		close(logfd);
+		return fail(op, 500, "prepare: pipe: %s", strerror(errno));
+	}
+	snprintf(fdbuf, sizeof(fdbuf), "%d", rp[1]);
+	argv[n++] = (char *)cfg.streamer;
+	argv[n++] = "-D";
+	argv[n++] = op->dir;
+	if (shards > 0) {
+		snprintf(nbuf, sizeof(nbuf), "%d", shards);
+		argv[n++] = "--shards";
+		argv[n++] = nbuf;
+	}
+	if (codec && *codec) {
+		argv[n++] = "--codec";
+		argv[n++] = (char *)codec;
+	}
+	argv[n++] = "--ready-fd";
+	argv[n++] = fdbuf;
+	if (force)
+		argv[n++] = "--force";
+	argv[n++] = (char *)mode;
+	argv[n] = NULL;
+	o.cr = op->as_owner ? &op->owner : NULL;
+	o.stdout_fd = logfd;
+	o.stderr_fd = logfd;
+	o.keep_fd = rp[1];
+	ret = spawn(&o, &op->streamer, &phase);
+	close(rp[1]);
+	close(logfd);
+	if (ret) {
+		close(rp[0]);
+		op->streamer = -1;
+		return fail(op, 500, "prepare: cannot start %s (%s): %s", cfg.streamer, phase,
+			    strerror(-ret));
+	}
+	pf = (struct pollfd){ .fd = rp[0], .events = POLLIN };
+	ret = poll(&pf, 1, READY_TIMEOUT_MS);
+	if (ret > 0)
+		read(rp[0], buf, sizeof(buf) - 1);
+	close(rp[0]);
+	if (strncmp(buf, "ready", 5))
+		return fail(op, 500, "prepare: the streamer (%s) did not get ready; see %s/%s",
+			    mode, op->dir, logname);
+	return 0;
+}
+
+/* Wait for the streamer to finish on its own; 0 only if it exited 0. */
+static int finish_streamer(struct op *op, char *desc, size_t len)
+{
+	int status = 0, ret = wait_child(op->streamer, &status, STREAMER_EXIT_TIMEOUT_MS);
+
+	op->streamer = -1;
+	if (ret) {
+		snprintf(desc, len, "did not finish (%s)", strerror(-ret));
+		return -1;
+	}
+	status_str(status, desc, len);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* Run CRIU with ARGV; returns its wait status (or -1 if it could not start). */
+static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
+{
+	struct spawn_opts o = {
+		.argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+		.keep_fd = -1, .umask = 077,
+	};
+	const char *phase;
+	pid_t pid;
+	int ret;
+
+	if (as_owner) {
+		o.cr = &op->owner;
+		o.criu_caps = true;
+	}
+	op->t_criu = now_ms();
+	ret = spawn(&o, &pid, &phase);
+	if (ret) {
+		op->t_end_criu = now_ms();
+		fail(op, 500, "criu: cannot start %s (%s): %s", argv[0], phase, strerror(-ret));
+		return -1;
+	}
+	ret = wait_child(pid, status, -1);
+	op->t_end_criu = now_ms();
+	if (ret) {
+		fail(op, 500, "criu: wait: %s", strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- dump ---- */
+
+struct dump_req {
+	const char *dir;
+	int stream;
+	const char *codec;
+	int leave_running, tcp_established, tcp_close, file_locks, force;
+	json_t *external;
+};
+
+static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
+{
+	size_t i;
+	json_t *v;
+
+	memset(d, 0, sizeof(*d));
+	if (!req || json_unpack(req, "{s:s, s?i, s?s, s?b, s?b, s?b, s?b, s?b, s?o}", "dir",
+				&d->dir, "stream", &d->stream, "codec", &d->codec,
+				"leave_running", &d->leave_running, "tcp_established",
+				&d->tcp_established, "tcp_close", &d->tcp_close, "file_locks",
+				&d->file_locks, "force", &d->force, "external", &d->external))
+		return fail(op, 400, "dump needs \"dir\" (and typed options: see docs/api.md)");
+	if (d->stream < 0 || d->stream > MAX_SHARDS)
+		return fail(op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
+	if (d->codec && !d->stream)
+		return fail(op, 400, "--codec applies to streamed dumps (--stream N)");
+	if (d->tcp_established && d->tcp_close)
+		return fail(op, 400, "--tcp-established and --tcp-close exclude each other");
+	if (d->external && !json_is_array(d->external))
+		return fail(op, 400, "\"external\" must be an array of strings");
+	json_array_foreach(d->external, i, v) {
+		if (!json_is_string(v) || !*json_string_value(v))
+			return fail(op, 400, "\"external\" must be an array of strings");
+	}
+	return 0;
+}
+
+/* Resolve and check DIR for a dump; on return op->dir and op->dfd are set. */
+static int prepare_dump_dir(struct op *op, const struct creds *caller, struct dump_req *d)
+{
+	struct stat st;
+	int ret;
+
+	ret = ckdir_resolve(caller, d->dir, true, op->dir, op->err, op->errlen);
+	if (ret)
+		return ret == -ENOENT || ret == -EACCES || ret == -ELOOP || ret == -ENOTDIR ||
+				       ret == -EINVAL || ret == -EPERM
+			       ? 400
+			       : 500;
+	op->dfd = ckdir_open(op->dir);
+	if (op->dfd < 0 || fstat(op->dfd, &st))
+		return fail(op, 400, "%s: %s", op->dir, strerror(op->dfd < 0 ? -op->dfd : errno));
+	if (st.st_uid != op->job.uid) {
+		/* Only root may hand a directory of someone else's to the job's owner. */
+		if (caller->uid != 0)
+			return fail(op, 400,
+				    "%s belongs to uid %u, not to you: use a directory of your own",
+				    op->dir, st.st_uid);
+		if (st.st_nlink > 2 || ckdir_kind(op->dfd) != CK_NONE)
+			return fail(op, 400,
+				    "%s belongs to uid %u and is not empty: give a new or empty "
+				    "directory",
+				    op->dir, st.st_uid);
+	}
+	if ((ckdir_kind(op->dfd) != CK_NONE || ckdir_has(op->dfd, CK_MARKER)) && !d->force)
+		return fail(op, 409, "%s already holds a checkpoint (use --force to replace it)",
+			    op->dir);
+	if (d->force) {
+		ckdir_clear(op->dfd);
+		db_ckpt_delete_dir(op->dir);
+	}
+	if (fchown(op->dfd, op->job.uid, op->job.gid) || fchmod(op->dfd, 0700))
+		return fail(op, 500, "%s: cannot hand it to uid %u: %s", op->dir, op->job.uid,
+			    strerror(errno));
+	return 0;
+}
+
+static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char *pidbuf,
+			   json_t *opts)
+{
+	int n = 0;
+	size_t i;
+	json_t *v;
+
+	snprintf(pidbuf, 16, "%d", op->job.pid);
+	argv[n++] = (char *)cfg.criu;
+	argv[n++] = "dump";
+	argv[n++] = "-t";
+	argv[n++] = pidbuf;
+	argv[n++] = "-D";
+	argv[n++] = op->dir;
+	argv[n++] = "-o";
+	argv[n++] = "dump.log";
+	argv[n++] = "-v4";
+	if (op->as_owner)
+		argv[n++] = "--unprivileged";
+	if (d->leave_running)
+		argv[n++] = "--leave-running";
+	if (d->tcp_established) {
+		argv[n++] = "--tcp-established";
+		json_array_append_new(opts, json_string("--tcp-established"));
+	}
+	if (d->tcp_close) {
+		argv[n++] = "--tcp-close";
+		json_array_append_new(opts, json_string("--tcp-close"));
+	}
+	if (d->file_locks) {
+		argv[n++] = "--file-locks";
+		json_array_append_new(opts, json_string("--file-locks"));
+	}
+	json_array_foreach(d->external, i, v) {
+		if (n >= MAX_ARGS - 4)
+			break;
+		argv[n++] = "--external";
+		argv[n++] = (char *)json_string_value(v);
+	}
+	if (d->stream)
+		argv[n++] = "--stream";
+	argv[n] = NULL;
+	return n;
+}
+
+static void dump_failed(struct op *op, const char *what)
+{
+	bool alive = proc_is(op->job.pid, op->job.start);
+	size_t used = strlen(op->err);
+
+	snprintf(op->err + used, op->errlen - used, "%s%s; CRIU log: %s/dump.log; %s", used ? "; " : "",
+		 what, op->dir,
+		 alive ? "the job is still running, nothing was recorded"
+		       : "the job is NOT running any more (nothing was recorded)");
+	log_warn("job %s: dump failed: %s", op->job.id, op->err);
+}
+
+static json_t *dump_stats(struct op *op, uint64_t t_end, uint64_t size)
+{
+	return json_pack("{s:I, s:{s:I, s:I}, s:I}", "CRIUDuration",
+			 (json_int_t)(op->t_end_criu - op->t_criu), "CheckpointFileStats",
+			 "Duration", (json_int_t)(t_end - op->t_end_criu), "Size",
+			 (json_int_t)size, "PrepareDuration", (json_int_t)(op->t_criu - op->t0));
+}
+
+/* Record a finished dump: marker file, database row, job state. */
+static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t **out)
+{
+	struct ckpt c = { 0 };
+	uint64_t size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
+	uint64_t t_end;
+	json_t *stats, *marker;
+	char *text;
+	int ret;
+
+	snprintf(c.job, sizeof(c.job), "%s", op->job.id);
+	c.dir = op->dir;
+	c.uid = op->job.uid;
+	c.pid = op->job.pid;
+	c.streamed = d->stream > 0;
+	c.shards = d->stream;
+	c.codec = (char *)(d->codec ? d->codec : (d->stream ? "default" : ""));
+	c.leave_running = d->leave_running;
+	c.criu_opts = json_dumps(opts, JSON_COMPACT);
+	c.size = size;
+	c.created = (int64_t)wall_ms();
+	c.digest = "";
+	marker = json_pack("{s:s, s:i, s:I, s:b, s:i, s:I}", "job", op->job.id, "pid",
+			   op->job.pid, "uid", (json_int_t)op->job.uid, "streamed", c.streamed,
+			   "shards", c.shards, "created_ms", (json_int_t)c.created);
+	text = json_dumps(marker, JSON_INDENT(2));
+	json_decref(marker);
+	ret = ckdir_write(op->dfd, CK_MARKER, text, strlen(text), op->job.uid, op->job.gid);
+	free(text);
+	if (ret) {
+		free(c.criu_opts);
+		return fail(op, 500, "record: cannot write %s/%s: %s", op->dir, CK_MARKER,
+			    strerror(-ret));
+	}
+	t_end = now_ms();
+	stats = dump_stats(op, t_end, size);
+	c.stats = json_dumps(stats, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	ret = db_ckpt_insert(&c);
+	if (!ret)
+		ret = db_job_checkpointed(op->job.id, op->dir, !d->leave_running);
+	if (ret) {
+		free(c.criu_opts);
+		free(c.stats);
+		json_decref(stats);
+		return fail(op, 500, "record: cannot record the checkpoint in the database");
+	}
+	*out = json_pack("{s:s, s:o, s:o}", "checkpoint", op->dir, "stats", stats, "record",
+			 ckpt_to_json(&c));
+	free(c.criu_opts);
+	free(c.stats);
+	return 0;
+}
+
+int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+	      size_t errlen)
+{
+	struct op op = { .err = err, .errlen = errlen };
+	struct dump_req d;
+	char *argv[MAX_ARGS], pidbuf[16], desc[128];
+	json_t *opts = json_array();
+	int code, status;
+
+	code = op_begin(&op, caller, id, "dump");
+	if (code) {
+		json_decref(opts);
+		return code;
+	}
+	code = parse_dump(&op, req, &d);
+	if (!code && !job_alive(&op.job))
+		code = fail(&op, 409, "job %s is not running (%s)", id, job_status(&op.job));
+	if (!code)
+		code = prepare_dump_dir(&op, caller, &d);
+	if (!code && d.stream)
+		code = start_streamer(&op, "capture", d.stream, d.codec, d.force);
+	if (code)
+		goto out;
+	build_dump_argv(&op, &d, argv, pidbuf, opts);
+	log_info("job %s: dumping pid %d into %s%s", id, op.job.pid, op.dir,
+		 d.stream ? " (streamed)" : "");
+	if (run_criu(&op, argv, op.as_owner, &status)) {
+		code = 500;
+		dump_failed(&op, "criu did not run");
+		goto out;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		status_str(status, desc, sizeof(desc));
+		code = fail(&op, 500, "criu dump failed (%s)", desc);
+		dump_failed(&op, "");
+		goto out;
+	}
+	if (d.stream && finish_streamer(&op, desc, sizeof(desc))) {
+		code = fail(&op, 500, "streamer: capture %s; see %s/streamer-capture.log", desc,
+			    op.dir);
+		dump_failed(&op, "");
+		goto out;
+	}
+	if (!d.leave_running)
+		jobs_wait_reaped(id, 5000);
+	code = record_dump(&op, &d, opts, out);
+	if (!code) {
+		log_info("job %s: checkpoint %s done", id, op.dir);
+		code = 200;
+	}
+out:
+	json_decref(opts);
+	op_end(&op);
+	return code;
+}
+
+/* ---- restore ---- */
+
+/* The checkpoint to restore: the one at DIR, or the job's latest. */
+static int pick_checkpoint(struct op *op, const struct creds *caller, const char *dir,
+			   struct ckpt *c, bool *recorded)
+{
+	struct ckpt *v;
+	int n, ret;
+
+	*recorded = false;
+	if (dir) {
+		ret = ckdir_resolve(caller, dir, false, op->dir, op->err, op->errlen);
+		if (ret)
+			return 400;
+		if (!db_ckpt_by_dir(op->dir, c)) {
+			*recorded = true;
+			if (strcmp(c->job, op->job.id))
+				return fail(op, 400, "%s is a checkpoint of job %s, not of %s",
+					    op->dir, c->job, op->job.id);
+		} else if (caller->uid != 0) {
+			return fail(op, 403,
+				    "%s is not a checkpoint that stasisd recorded for job %s: only "
+				    "root may restore other images",
+				    op->dir, op->job.id);
+		}
+		return 0;
+	}
+	if (db_ckpt_list(op->job.id, &v, &n) || n == 0)
+		return fail(op, 404, "job %s has no checkpoint", op->job.id);
+	*c = v[n - 1];
+	for (int i = 0; i < n - 1; i++)
+		ckpt_free(&v[i]);
+	free(v);
+	snprintf(op->dir, sizeof(op->dir), "%s", c->dir);
+	*recorded = true;
+	return 0;
+}
+
+/* Shards of a streamed checkpoint as its manifest states them (0 if unknown). */
+static int manifest_shards(int dfd)
+{
+	int fd = openat(dfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	json_t *m, *s;
+	int n = 0;
+
+	if (fd < 0)
+		return 0;
+	m = json_loadfd(fd, 0, NULL);
+	close(fd);
+	s = json_object_get(m, "shards");
+	if (json_is_integer(s))
+		n = (int)json_integer_value(s);
+	else if (json_is_array(s))
+		n = (int)json_array_size(s);
+	json_decref(m);
+	return n;
+}
+
+static int check_checkpoint(struct op *op, const struct ckpt *c, bool recorded, int stream,
+			    bool *streamed)
+{
+	enum ck_kind kind;
+	int shards;
+
+	op->dfd = ckdir_open(op->dir);
+	if (op->dfd < 0)
+		return fail(op, 404, "checkpoint %s: %s", op->dir, strerror(-op->dfd));
+	kind = ckdir_kind(op->dfd);
+	if (kind == CK_NONE || (recorded && !ckdir_has(op->dfd, CK_MARKER)))
+		return fail(op, 409,
+			    "%s holds no complete checkpoint (no %s); the job and the files "
+			    "are left as they are",
+			    op->dir, kind == CK_NONE ? "manifest.json or inventory.img" : CK_MARKER);
+	*streamed = kind == CK_STREAMED;
+	if (recorded && c->streamed != *streamed)
+		return fail(op, 409, "%s changed since it was recorded (%s then, %s now)", op->dir,
+			    c->streamed ? "streamed" : "plain", *streamed ? "streamed" : "plain");
+	if (stream > 0 && !*streamed)
+		return fail(op, 400, "%s holds a plain checkpoint: restore it without --stream",
+			    op->dir);
+	shards = recorded && c->shards ? c->shards : manifest_shards(op->dfd);
+	if (stream > 0 && shards && shards != stream)
+		return fail(op, 400, "%s was dumped with --stream %d, not %d", op->dir, shards,
+			    stream);
+	return 0;
+}
+
+/*
+ * The PID must be free: CRIU gives the task back the PID it had. After a dump
+ * the job's orphaned children may linger as zombies (their session and group
+ * still hold the PID) until init reaps them, so wait a little.
+ */
+static int check_pid(struct op *op, pid_t pid)
+{
+	uint64_t deadline = now_ms() + PID_FREE_TIMEOUT_MS;
+	char who[128];
+
+	if (!jobs_wait_reaped(op->job.id, 10000))
+		return fail(op, 409, "the job's old process %d has not been reaped yet", pid);
+	while (pid_in_use(pid, who, sizeof(who))) {
+		if (now_ms() >= deadline)
+			return fail(op, 409,
+				    "PID %d is taken (%s): the checkpoint needs it back; it is "
+				    "kept and can be restored once that PID is free",
+				    pid, who);
+		usleep(50000);
+	}
+	return 0;
+}
+
+static int make_workdir(struct op *op, char *work, size_t len)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/work", cfg.state_dir);
+	mkdir(path, 0700);
+	snprintf(work, len, "%s/work/%s.restore", cfg.state_dir, op->job.id);
+	unlink(strcat(strcpy(path, work), "/restore.log"));
+	snprintf(path, sizeof(path), "%s/restore.pid", work);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/stats-restore", work);
+	unlink(path);
+	if (mkdir(work, 0700) && errno != EEXIST)
+		return fail(op, 500, "prepare: cannot create %s: %s", work, strerror(errno));
+	return 0;
+}
+
+static void copy_restore_log(struct op *op, const char *work)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/restore.log", work);
+	if (ckdir_copy_in(op->dfd, "restore.log", path, op->job.uid, op->job.gid))
+		log_warn("job %s: cannot copy %s into %s", op->job.id, path, op->dir);
+}
+
+static int restored(struct op *op, const char *work, json_t **out)
+{
+	char path[PATH_MAX + 64], *text = NULL;
+	uint64_t start;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/restore.pid", work);
+	if (read_file(path, &text, NULL))
+		return fail(op, 500, "restore: criu wrote no pid file %s", path);
+	pid = atoi(text);
+	free(text);
+	if (pid <= 0 || proc_start_time(pid, &start))
+		return fail(op, 500, "restore: restored pid %d is not running; see %s/restore.log",
+			    pid, op->dir);
+	op->job.pid = pid;
+	op->job.start = start;
+	snprintf(op->job.state, sizeof(op->job.state), "%s", ST_RUNNING);
+	op->job.exit_code = -1;
+	op->job.signal = 0;
+	free(op->job.checkpoint);
+	op->job.checkpoint = strdup(op->dir);
+	op->job.updated = (int64_t)wall_ms();
+	if (db_job_update(&op->job))
+		log_err("job %s: cannot record the restore", op->job.id);
+	jobs_watch(op->job.id, pid, start);
+	*out = json_pack("{s:i, s:s, s:{s:I, s:I}, s:o}", "pid", pid, "checkpoint", op->dir,
+			 "stats", "CRIUDuration", (json_int_t)(op->t_end_criu - op->t_criu),
+			 "PrepareDuration", (json_int_t)(op->t_criu - op->t0), "job",
+			 job_json(&op->job));
+	log_info("job %s: restored as pid %d from %s", op->job.id, pid, op->dir);
+	return 0;
+}
+
+static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, const char *work,
+			 char *pidfile, char **argv)
+{
+	json_t *opts = json_loads(c->criu_opts ? c->criu_opts : "[]", 0, NULL);
+	static const char *const known[] = { "--tcp-established", "--tcp-close", "--file-locks" };
+	int n = 0;
+	size_t i;
+	json_t *v;
+
+	argv[n++] = (char *)cfg.criu;
+	argv[n++] = "restore";
+	argv[n++] = "-D";
+	argv[n++] = op->dir;
+	argv[n++] = "-W";
+	argv[n++] = (char *)work;
+	argv[n++] = "-o";
+	argv[n++] = "restore.log";
+	argv[n++] = "-v4";
+	argv[n++] = "--restore-sibling";
+	argv[n++] = "--restore-detached";
+	argv[n++] = "--pidfile";
+	argv[n++] = pidfile;
+	json_array_foreach(opts, i, v) {
+		for (size_t k = 0; k < ARRAY_SIZE(known); k++)
+			if (json_is_string(v) && !strcmp(json_string_value(v), known[k]))
+				argv[n++] = (char *)known[k];
+	}
+	if (streamed)
+		argv[n++] = "--stream";
+	argv[n] = NULL;
+	json_decref(opts);
+}
+
+int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out,
+		 char *err, size_t errlen)
+{
+	struct op op = { .err = err, .errlen = errlen };
+	struct ckpt c = { 0 };
+	const char *dir = NULL;
+	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128];
+	bool recorded = false, streamed = false;
+	int code, stream = 0, status;
+
+	code = op_begin(&op, caller, id, "restore");
+	if (code)
+		return code;
+	if (req && json_unpack(req, "{s?s, s?i}", "dir", &dir, "stream", &stream))
+		code = fail(&op, 400, "restore takes \"dir\" (string) and \"stream\" (number)");
+	else if (stream < 0 || stream > MAX_SHARDS)
+		code = fail(&op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
+	else if (job_alive(&op.job))
+		code = fail(&op, 409, "job %s is running (pid %d): kill it or dump it first", id,
+			    op.job.pid);
+	if (!code)
+		code = pick_checkpoint(&op, caller, dir, &c, &recorded);
+	if (!code)
+		code = check_checkpoint(&op, &c, recorded, stream, &streamed);
+	if (!code)
+		code = check_pid(&op, recorded ? c.pid : op.job.pid);
+	if (!code)
+		code = make_workdir(&op, work, sizeof(work));
+	if (!code && streamed)
+		code = start_streamer(&op, "serve", 0, NULL, false);
+	if (code)
+		goto out;
+	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", work);
+	restore_argv(&op, &c, streamed, work, pidfile, argv);
+	log_info("job %s: restoring from %s%s", id, op.dir, streamed ? " (streamed)" : "");
+	if (run_criu(&op, argv, false, &status)) {
+		code = 500;
+		goto out;
+	}
+	copy_restore_log(&op, work);
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		status_str(status, desc, sizeof(desc));
+		code = fail(&op, 500,
+			    "criu restore failed (%s); CRIU log: %s/restore.log; the job and its "
+			    "checkpoint are unchanged",
+			    desc, op.dir);
+		goto out;
+	}
+	code = restored(&op, work, out);
+	if (!code)
+		code = 200;
+	if (streamed && finish_streamer(&op, desc, sizeof(desc)))
+		log_warn("job %s: restored, but the streamer %s (see %s/streamer-serve.log)", id,
+			 desc, op.dir);
+out:
+	if (code != 200)
+		log_warn("job %s: restore failed: %s", id, err);
+	ckpt_free(&c);
+	op_end(&op);
+	return code;
+}

@@ -1,0 +1,35 @@
+/*
+ * checkpoint.h - dump and restore of managed jobs with the provisioned CRIU,
+ * plain (-D DIR) or streamed through stasis-streamer (--stream N).
+ *
+ * Guarantees: a checkpoint is recorded (database row and DIR/stasis-checkpoint.json)
+ * only after CRIU and the streamer both succeeded; on any failure the job is
+ * left as it was (CRIU leaves a task running when its dump fails) and the error
+ * names the phase and the log to read.
+ */
+#ifndef STASIS_CHECKPOINT_H
+#define STASIS_CHECKPOINT_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "proc.h"
+
+struct ckpt_config {
+	const char *criu;
+	const char *streamer;
+	const char *state_dir;
+};
+
+void ckpt_init(const struct ckpt_config *cfg);
+/* The streamer that dumps and restores run (resolved on PATH if need be). */
+const char *ckpt_streamer_path(void);
+
+/* POST /v1/jobs/ID/dump and /restore. Return an HTTP status; *out or ERR. */
+int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+	      size_t errlen);
+int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out,
+		 char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,420 @@
+/*
+ * db.c - SQLite storage of jobs and checkpoints.
+ *
+ * WAL mode with synchronous=FULL: a committed change survives a crash of the
+ * daemon or of the machine. The schema is created on first open.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "log.h"
+
+static sqlite3 *db;
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS jobs ("
+	" id TEXT PRIMARY KEY, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+	" groups TEXT NOT NULL, cmd TEXT NOT NULL, workdir TEXT NOT NULL, env TEXT NOT NULL,"
+	" log TEXT NOT NULL, gpu INTEGER NOT NULL, pid INTEGER NOT NULL,"
+	" start INTEGER NOT NULL, state TEXT NOT NULL, exit_code INTEGER NOT NULL,"
+	" signal INTEGER NOT NULL, checkpoint TEXT, created INTEGER NOT NULL,"
+	" updated INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS checkpoints ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, dir TEXT NOT NULL UNIQUE,"
+	" uid INTEGER NOT NULL, pid INTEGER NOT NULL, streamed INTEGER NOT NULL,"
+	" shards INTEGER NOT NULL, codec TEXT NOT NULL, leave_running INTEGER NOT NULL,"
+	" criu_opts TEXT NOT NULL, size INTEGER NOT NULL, stats TEXT NOT NULL,"
+	" digest TEXT NOT NULL, created INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job);";
+
+int db_open(const char *path)
+{
+	char *err = NULL;
+
+	if (sqlite3_open_v2(path, &db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		log_err("cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
+			 &err) != SQLITE_OK ||
+	    sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK) {
+		log_err("database %s: %s", path, err ? err : "error");
+		sqlite3_free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+void db_close(void)
+{
+	sqlite3_close(db);
+	db = NULL;
+}
+
+static sqlite3_stmt *prep(const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		log_err("sql: %s: %s", sqlite3_errmsg(db), sql);
+		return NULL;
+	}
+	return st;
+}
+
+/* Step a statement that returns no rows, finalize it. */
+static int run(sqlite3_stmt *st)
+{
+	int rc;
+
+	if (!st)
+		return -EIO;
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc == SQLITE_CONSTRAINT)
+		return -EEXIST;
+	if (rc != SQLITE_DONE) {
+		log_err("sql: %s", sqlite3_errmsg(db));
+		return -EIO;
+	}
+	return 0;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+
+	return s ? strdup((const char *)s) : NULL;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+void job_free(struct job *j)
+{
+	free(j->groups);
+	free(j->cmd);
+	free(j->workdir);
+	free(j->env);
+	free(j->log);
+	free(j->checkpoint);
+	memset(j, 0, sizeof(*j));
+}
+
+void ckpt_free(struct ckpt *c)
+{
+	free(c->dir);
+	free(c->codec);
+	free(c->criu_opts);
+	free(c->stats);
+	free(c->digest);
+	memset(c, 0, sizeof(*c));
+}
+
+#define JOB_COLS                                                                           \
+	"id, uid, gid, groups, cmd, workdir, env, log, gpu, pid, start, state, exit_code,"  \
+	" signal, checkpoint, created, updated"
+
+static void job_row(sqlite3_stmt *st, struct job *j)
+{
+	memset(j, 0, sizeof(*j));
+	snprintf(j->id, sizeof(j->id), "%s", (const char *)sqlite3_column_text(st, 0));
+	j->uid = sqlite3_column_int64(st, 1);
+	j->gid = sqlite3_column_int64(st, 2);
+	j->groups = col_dup(st, 3);
+	j->cmd = col_dup(st, 4);
+	j->workdir = col_dup(st, 5);
+	j->env = col_dup(st, 6);
+	j->log = col_dup(st, 7);
+	j->gpu = sqlite3_column_int(st, 8);
+	j->pid = sqlite3_column_int(st, 9);
+	j->start = sqlite3_column_int64(st, 10);
+	snprintf(j->state, sizeof(j->state), "%s", (const char *)sqlite3_column_text(st, 11));
+	j->exit_code = sqlite3_column_int(st, 12);
+	j->signal = sqlite3_column_int(st, 13);
+	j->checkpoint = col_dup(st, 14);
+	j->created = sqlite3_column_int64(st, 15);
+	j->updated = sqlite3_column_int64(st, 16);
+}
+
+int db_job_get(const char *id, struct job *j)
+{
+	sqlite3_stmt *st = prep("SELECT " JOB_COLS " FROM jobs WHERE id = ?");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		job_row(st, j);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int db_job_insert(const struct job *j)
+{
+	sqlite3_stmt *st = prep("INSERT INTO jobs (" JOB_COLS
+				") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, j->id);
+	sqlite3_bind_int64(st, 2, j->uid);
+	sqlite3_bind_int64(st, 3, j->gid);
+	bind_text(st, 4, j->groups);
+	bind_text(st, 5, j->cmd);
+	bind_text(st, 6, j->workdir);
+	bind_text(st, 7, j->env);
+	bind_text(st, 8, j->log);
+	sqlite3_bind_int(st, 9, j->gpu);
+	sqlite3_bind_int(st, 10, j->pid);
+	sqlite3_bind_int64(st, 11, (sqlite3_int64)j->start);
+	bind_text(st, 12, j->state);
+	sqlite3_bind_int(st, 13, j->exit_code);
+	sqlite3_bind_int(st, 14, j->signal);
+	bind_text(st, 15, j->checkpoint);
+	sqlite3_bind_int64(st, 16, j->created);
+	sqlite3_bind_int64(st, 17, j->updated);
+	return run(st);
+}
+
+int db_job_list(struct job **out, int *n)
+{
+	sqlite3_stmt *st = prep("SELECT " JOB_COLS " FROM jobs ORDER BY created, id");
+	struct job *v = NULL;
+	int cnt = 0, rc;
+
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct job *nv = realloc(v, (cnt + 1) * sizeof(*v));
+
+		if (!nv)
+			break;
+		v = nv;
+		job_row(st, &v[cnt++]);
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	*n = cnt;
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int db_job_delete(const char *id)
+{
+	sqlite3_stmt *st = prep("DELETE FROM jobs WHERE id = ?");
+
+	if (st)
+		bind_text(st, 1, id);
+	return run(st);
+}
+
+int db_job_ended(const char *id, pid_t pid, uint64_t start, const char *state, int code, int sig)
+{
+	sqlite3_stmt *st = prep("UPDATE jobs SET state = ?, exit_code = ?, signal = ?, updated = "
+				"CAST(strftime('%s','now') AS INTEGER) * 1000 WHERE id = ? AND "
+				"state = 'running' AND pid = ? AND start = ?");
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, state);
+	sqlite3_bind_int(st, 2, code);
+	sqlite3_bind_int(st, 3, sig);
+	bind_text(st, 4, id);
+	sqlite3_bind_int(st, 5, pid);
+	sqlite3_bind_int64(st, 6, (sqlite3_int64)start);
+	return run(st);
+}
+
+int db_job_checkpointed(const char *id, const char *dir, bool killed)
+{
+	sqlite3_stmt *st = prep("UPDATE jobs SET checkpoint = ?, state = CASE WHEN ? THEN"
+				" 'killed' ELSE state END, signal = CASE WHEN ? THEN 9 ELSE signal"
+				" END, updated = CAST(strftime('%s','now') AS INTEGER) * 1000"
+				" WHERE id = ?");
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, dir);
+	sqlite3_bind_int(st, 2, killed);
+	sqlite3_bind_int(st, 3, killed);
+	bind_text(st, 4, id);
+	return run(st);
+}
+
+int db_job_update(const struct job *j)
+{
+	sqlite3_stmt *st = prep("UPDATE jobs SET state = ?, pid = ?, start = ?, exit_code = ?,"
+				" signal = ?, checkpoint = ?, updated = ? WHERE id = ?");
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, j->state);
+	sqlite3_bind_int(st, 2, j->pid);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)j->start);
+	sqlite3_bind_int(st, 4, j->exit_code);
+	sqlite3_bind_int(st, 5, j->signal);
+	bind_text(st, 6, j->checkpoint);
+	sqlite3_bind_int64(st, 7, j->updated);
+	bind_text(st, 8, j->id);
+	return run(st);
+}
+
+#define CKPT_COLS                                                                          \
+	"id, job, dir, uid, pid, streamed, shards, codec, leave_running, criu_opts, size,"  \
+	" stats, digest, created"
+
+static void ckpt_row(sqlite3_stmt *st, struct ckpt *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->id = sqlite3_column_int64(st, 0);
+	snprintf(c->job, sizeof(c->job), "%s", (const char *)sqlite3_column_text(st, 1));
+	c->dir = col_dup(st, 2);
+	c->uid = sqlite3_column_int64(st, 3);
+	c->pid = sqlite3_column_int(st, 4);
+	c->streamed = sqlite3_column_int(st, 5);
+	c->shards = sqlite3_column_int(st, 6);
+	c->codec = col_dup(st, 7);
+	c->leave_running = sqlite3_column_int(st, 8);
+	c->criu_opts = col_dup(st, 9);
+	c->size = sqlite3_column_int64(st, 10);
+	c->stats = col_dup(st, 11);
+	c->digest = col_dup(st, 12);
+	c->created = sqlite3_column_int64(st, 13);
+}
+
+int db_ckpt_insert(struct ckpt *c)
+{
+	sqlite3_stmt *st = prep("INSERT INTO checkpoints (job, dir, uid, pid, streamed, shards,"
+				" codec, leave_running, criu_opts, size, stats, digest, created)"
+				" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, c->job);
+	bind_text(st, 2, c->dir);
+	sqlite3_bind_int64(st, 3, c->uid);
+	sqlite3_bind_int(st, 4, c->pid);
+	sqlite3_bind_int(st, 5, c->streamed);
+	sqlite3_bind_int(st, 6, c->shards);
+	bind_text(st, 7, c->codec ? c->codec : "");
+	sqlite3_bind_int(st, 8, c->leave_running);
+	bind_text(st, 9, c->criu_opts ? c->criu_opts : "[]");
+	sqlite3_bind_int64(st, 10, (sqlite3_int64)c->size);
+	bind_text(st, 11, c->stats ? c->stats : "{}");
+	bind_text(st, 12, c->digest ? c->digest : "");
+	sqlite3_bind_int64(st, 13, c->created);
+	rc = run(st);
+	if (!rc)
+		c->id = sqlite3_last_insert_rowid(db);
+	return rc;
+}
+
+int db_ckpt_list(const char *job, struct ckpt **out, int *n)
+{
+	sqlite3_stmt *st = prep(job ? "SELECT " CKPT_COLS " FROM checkpoints WHERE job = ?"
+				      " ORDER BY id"
+				    : "SELECT " CKPT_COLS " FROM checkpoints ORDER BY id");
+	struct ckpt *v = NULL;
+	int cnt = 0, rc;
+
+	if (!st)
+		return -EIO;
+	if (job)
+		bind_text(st, 1, job);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct ckpt *nv = realloc(v, (cnt + 1) * sizeof(*v));
+
+		if (!nv)
+			break;
+		v = nv;
+		ckpt_row(st, &v[cnt++]);
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	*n = cnt;
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int db_ckpt_by_dir(const char *dir, struct ckpt *c)
+{
+	sqlite3_stmt *st = prep("SELECT " CKPT_COLS " FROM checkpoints WHERE dir = ?");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, dir);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		ckpt_row(st, c);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int db_ckpt_delete_dir(const char *dir)
+{
+	sqlite3_stmt *st = prep("DELETE FROM checkpoints WHERE dir = ?");
+
+	if (st)
+		bind_text(st, 1, dir);
+	return run(st);
+}
+
+int db_ckpt_delete_job(const char *job)
+{
+	sqlite3_stmt *st = prep("DELETE FROM checkpoints WHERE job = ?");
+
+	if (st)
+		bind_text(st, 1, job);
+	return run(st);
+}
+
+static json_t *json_or_null(const char *text)
+{
+	json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+
+	return v ? v : json_null();
+}
+
+json_t *job_to_json(const struct job *j)
+{
+	return json_pack("{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:o, s:s, s:b, s:i, s:I, s:s,"
+			 " s:o, s:o, s:s?, s:I, s:I}",
+			 "id", j->id, "type", "process", "uid", (json_int_t)j->uid, "gid",
+			 (json_int_t)j->gid, "groups", json_or_null(j->groups), "cmd", j->cmd,
+			 "workdir", j->workdir, "env", json_or_null(j->env), "log", j->log,
+			 "gpu", j->gpu, "pid", j->pid, "start_time", (json_int_t)j->start,
+			 "state", j->state,
+			 "exit_code", j->exit_code >= 0 ? json_integer(j->exit_code) : json_null(),
+			 "signal", j->signal ? json_integer(j->signal) : json_null(),
+			 "checkpoint", j->checkpoint, "created_ms", (json_int_t)j->created,
+			 "updated_ms", (json_int_t)j->updated);
+}
+
+json_t *ckpt_to_json(const struct ckpt *c)
+{
+	return json_pack("{s:I, s:s, s:s, s:I, s:i, s:b, s:i, s:s, s:b, s:o, s:I, s:o, s:s,"
+			 " s:I}",
+			 "id", (json_int_t)c->id, "job", c->job, "dir", c->dir, "uid",
+			 (json_int_t)c->uid, "pid", c->pid, "streamed", c->streamed, "shards",
+			 c->shards, "codec", c->codec ? c->codec : "", "leave_running",
+			 c->leave_running, "criu_opts", json_or_null(c->criu_opts), "size",
+			 (json_int_t)c->size, "stats", json_or_null(c->stats), "digest",
+			 c->digest ? c->digest : "", "created_ms", (json_int_t)c->created);
+}

@@ -1,0 +1,96 @@
+/*
+ * db.h - the daemon's durable state: jobs and checkpoints in SQLite (WAL).
+ *
+ * Every change is committed before the API answers, so a daemon killed at any
+ * moment loses no job and no checkpoint. One connection, serialized by SQLite
+ * itself (SQLITE_OPEN_FULLMUTEX); callers need no lock of their own.
+ */
+#ifndef STASIS_DB_H
+#define STASIS_DB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define JOB_ID_MAX 64
+
+/* Job states as stored; "killed" covers death by signal and dump-and-stop. */
+#define ST_RUNNING "running"
+#define ST_DONE "done"
+#define ST_KILLED "killed"
+#define ST_FAILED "failed"
+
+struct job {
+	char id[JOB_ID_MAX + 1];
+	uid_t uid;
+	gid_t gid;
+	char *groups;      /* JSON array of gids */
+	char *cmd;
+	char *workdir;
+	char *env;         /* JSON array of "K=V" given by the user */
+	char *log;         /* path of the job's output log */
+	bool gpu;
+	pid_t pid;
+	uint64_t start;    /* proc_start_time of pid */
+	char state[16];
+	int exit_code;     /* -1: unknown */
+	int signal;        /* 0: none */
+	char *checkpoint;  /* latest checkpoint dir, or NULL */
+	int64_t created;   /* wall ms */
+	int64_t updated;
+};
+
+struct ckpt {
+	int64_t id;
+	char job[JOB_ID_MAX + 1];
+	char *dir;
+	uid_t uid;         /* owner of the job and of the files */
+	pid_t pid;         /* PID of the job when dumped */
+	bool streamed;
+	int shards;
+	char *codec;
+	bool leave_running;
+	char *criu_opts;   /* JSON array of CRIU options to repeat on restore */
+	uint64_t size;
+	char *stats;       /* JSON object as reported */
+	char *digest;      /* SHA-256 over the checkpoint's files */
+	int64_t created;
+};
+
+int db_open(const char *path);
+void db_close(void);
+
+void job_free(struct job *j);
+void ckpt_free(struct ckpt *c);
+
+/* 0, -ENOENT, or -EIO. */
+int db_job_get(const char *id, struct job *j);
+/* -EEXIST when the ID is taken. */
+int db_job_insert(const struct job *j);
+/* Every job; *out is an array of N jobs (free each, then the array). */
+int db_job_list(struct job **out, int *n);
+int db_job_delete(const char *id);
+/*
+ * Record that PID/START ended. Only applies while the job is still "running"
+ * with that pid and start time (a dump or restore may have moved on).
+ */
+int db_job_ended(const char *id, pid_t pid, uint64_t start, const char *state, int code, int sig);
+/* Record a completed dump: the job's latest checkpoint; KILLED: it was stopped by it. */
+int db_job_checkpointed(const char *id, const char *dir, bool killed);
+/* Unconditional update of state, pid, start, exit code, signal, checkpoint. */
+int db_job_update(const struct job *j);
+
+int db_ckpt_insert(struct ckpt *c);
+/* Checkpoints of JOB (NULL: all), oldest first. */
+int db_ckpt_list(const char *job, struct ckpt **out, int *n);
+/* The checkpoint recorded at DIR, or -ENOENT. */
+int db_ckpt_by_dir(const char *dir, struct ckpt *c);
+int db_ckpt_delete_dir(const char *dir);
+int db_ckpt_delete_job(const char *job);
+
+json_t *job_to_json(const struct job *j);
+json_t *ckpt_to_json(const struct ckpt *c);
+
+#endif

@@ -1,0 +1,494 @@
+/*
+ * jobs.c - exec of managed jobs, watch threads, live status.
+ */
+#include "jobs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MAX_ENV 256
+
+static char logs_dir[4096];
+
+/* Processes being watched, and jobs with a long operation in flight. */
+struct entry {
+	char id[JOB_ID_MAX + 1];
+	const char *op;
+	struct entry *next;
+};
+static struct entry *watches, *busy;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reaped = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t exec_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int jobs_init(const char *state_dir)
+{
+	snprintf(logs_dir, sizeof(logs_dir), "%s/logs", state_dir);
+	if (mkdir(logs_dir, 0711) && errno != EEXIST)
+		return -errno;
+	/* Users open nothing here themselves; they only need to reach their own log by name. */
+	return chmod(logs_dir, 0711) ? -errno : 0;
+}
+
+bool job_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > JOB_ID_MAX || id[0] == '.' || id[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void list_add(struct entry **head, const char *id, const char *op)
+{
+	struct entry *e = calloc(1, sizeof(*e));
+
+	if (!e)
+		abort();
+	snprintf(e->id, sizeof(e->id), "%s", id);
+	e->op = op;
+	e->next = *head;
+	*head = e;
+}
+
+static struct entry **list_find(struct entry **head, const char *id)
+{
+	for (; *head; head = &(*head)->next)
+		if (!strcmp((*head)->id, id))
+			return head;
+	return NULL;
+}
+
+static void list_del(struct entry **head, const char *id)
+{
+	struct entry **pe = list_find(head, id), *e;
+
+	if (!pe)
+		return;
+	e = *pe;
+	*pe = e->next;
+	free(e);
+}
+
+bool jobs_busy_begin(const char *id, const char *op, const char **current)
+{
+	struct entry **e;
+	bool ok;
+
+	pthread_mutex_lock(&lock);
+	e = list_find(&busy, id);
+	ok = !e;
+	if (ok)
+		list_add(&busy, id, op);
+	else if (current)
+		*current = (*e)->op;
+	pthread_mutex_unlock(&lock);
+	return ok;
+}
+
+void jobs_busy_end(const char *id)
+{
+	pthread_mutex_lock(&lock);
+	list_del(&busy, id);
+	pthread_mutex_unlock(&lock);
+}
+
+struct watch_arg {
+	char id[JOB_ID_MAX + 1];
+	pid_t pid;
+	uint64_t start;
+};
+
+/* Wait for the process to end; reap it if it is our child; record the outcome. */
+static void *watch_thread(void *p)
+{
+	struct watch_arg *w = p;
+	int pfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
+	uint64_t t = 0;
+	siginfo_t si;
+	const char *state = ST_DONE;
+	int code = -1, sig = 0;
+
+	if (pfd >= 0 && !proc_start_time(w->pid, &t) && t == w->start) {
+		struct pollfd pf = { .fd = pfd, .events = POLLIN };
+
+		while (poll(&pf, 1, -1) < 0 && errno == EINTR)
+			;
+		memset(&si, 0, sizeof(si));
+		if (!waitid((idtype_t)P_PIDFD, pfd, &si, WEXITED)) {
+			if (si.si_code == CLD_EXITED) {
+				code = si.si_status;
+			} else {
+				state = ST_KILLED;
+				sig = si.si_status;
+			}
+		}
+	}
+	if (pfd >= 0)
+		close(pfd);
+	if (db_job_ended(w->id, w->pid, w->start, state, code, sig))
+		log_warn("job %s: cannot record its end", w->id);
+	log_info("job %s (pid %d) ended: %s code %d signal %d", w->id, w->pid, state, code, sig);
+	pthread_mutex_lock(&lock);
+	list_del(&watches, w->id);
+	pthread_cond_broadcast(&reaped);
+	pthread_mutex_unlock(&lock);
+	free(w);
+	return NULL;
+}
+
+void jobs_watch(const char *id, pid_t pid, uint64_t start)
+{
+	struct watch_arg *w = calloc(1, sizeof(*w));
+	pthread_attr_t attr;
+	pthread_t th;
+
+	if (!w)
+		abort();
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	w->pid = pid;
+	w->start = start;
+	pthread_mutex_lock(&lock);
+	list_add(&watches, id, "watch");
+	pthread_mutex_unlock(&lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	if (pthread_create(&th, &attr, watch_thread, w)) {
+		log_err("job %s: cannot start its watch thread", id);
+		pthread_mutex_lock(&lock);
+		list_del(&watches, id);
+		pthread_mutex_unlock(&lock);
+		free(w);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+bool jobs_wait_reaped(const char *id, int timeout_ms)
+{
+	struct timespec ts;
+	bool gone;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&lock);
+	while (list_find(&watches, id))
+		if (pthread_cond_timedwait(&reaped, &lock, &ts))
+			break;
+	gone = !list_find(&watches, id);
+	pthread_mutex_unlock(&lock);
+	return gone;
+}
+
+void jobs_adopt(void)
+{
+	struct job *v;
+	int n;
+
+	if (db_job_list(&v, &n))
+		return;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(v[i].state, ST_RUNNING)) {
+			if (proc_is(v[i].pid, v[i].start)) {
+				log_info("job %s: re-adopted running pid %d", v[i].id, v[i].pid);
+				jobs_watch(v[i].id, v[i].pid, v[i].start);
+			} else {
+				log_info("job %s: pid %d ended while the daemon was away", v[i].id,
+					 v[i].pid);
+				db_job_ended(v[i].id, v[i].pid, v[i].start, ST_DONE, -1, 0);
+			}
+		}
+		job_free(&v[i]);
+	}
+	free(v);
+}
+
+bool job_alive(const struct job *j)
+{
+	return !strcmp(j->state, ST_RUNNING) && proc_is(j->pid, j->start);
+}
+
+void job_refresh(struct job *j)
+{
+	char id[JOB_ID_MAX + 1];
+
+	if (strcmp(j->state, ST_RUNNING) || proc_is(j->pid, j->start))
+		return;
+	/* The process is gone: give its watch a moment to record how it ended. */
+	snprintf(id, sizeof(id), "%s", j->id);
+	jobs_wait_reaped(id, 1000);
+	job_free(j);
+	if (db_job_get(id, j))
+		snprintf(j->state, sizeof(j->state), "%s", ST_DONE);
+}
+
+const char *job_status(const struct job *j)
+{
+	if (!strcmp(j->state, ST_RUNNING))
+		return proc_is(j->pid, j->start) ? "JOB_RUNNING" : "JOB_DONE";
+	if (!strcmp(j->state, ST_KILLED))
+		return "JOB_KILLED";
+	if (!strcmp(j->state, ST_FAILED))
+		return "JOB_FAILED";
+	return "JOB_DONE";
+}
+
+json_t *job_json(const struct job *j)
+{
+	json_t *o = job_to_json(j);
+
+	json_object_set_new(o, "status", json_string(job_status(j)));
+	return o;
+}
+
+/* Environment of a new job: the basics for its user, then the user's own K=V. */
+static char **job_env(const struct job *j, json_t *env, const char *path)
+{
+	char **e = calloc(MAX_ENV + 8, sizeof(char *));
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	size_t n = 0, i;
+	json_t *v;
+
+	if (!e)
+		return NULL;
+	if (!getpwuid_r(j->uid, &pw, buf, sizeof(buf), &res) && res) {
+		asprintf(&e[n++], "HOME=%s", pw.pw_dir);
+		asprintf(&e[n++], "USER=%s", pw.pw_name);
+		asprintf(&e[n++], "LOGNAME=%s", pw.pw_name);
+		asprintf(&e[n++], "SHELL=%s", pw.pw_shell);
+	}
+	asprintf(&e[n++], "PATH=%s", path ? path : DEFAULT_PATH);
+	asprintf(&e[n++], "STASIS_JOB_ID=%s", j->id);
+	json_array_foreach(env, i, v) {
+		const char *kv = json_string_value(v);
+		size_t klen = strcspn(kv, "=");
+
+		/* A later K=V replaces an earlier K. */
+		for (size_t k = 0; k < n; k++)
+			if (e[k] && !strncmp(e[k], kv, klen + 1)) {
+				free(e[k]);
+				e[k] = e[--n];
+				e[n] = NULL;
+				break;
+			}
+		if (n < MAX_ENV + 7)
+			e[n++] = strdup(kv);
+	}
+	return e;
+}
+
+static void free_env(char **e)
+{
+	for (size_t i = 0; e && e[i]; i++)
+		free(e[i]);
+	free(e);
+}
+
+static int open_log(const struct job *j)
+{
+	int fd;
+
+	unlink(j->log);
+	/* O_APPEND: CRIU skips its file-size check for append-only files. */
+	fd = open(j->log, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fchown(fd, j->uid, j->gid)) {
+		int ret = -errno;
+
+		close(fd);
+		unlink(j->log);
+		return ret;
+	}
+	return fd;
+}
+
+static void gen_id(char *id, size_t len)
+{
+	unsigned char r[4] = { 0 };
+
+	getrandom(r, sizeof(r), 0);
+	snprintf(id, len, "job-%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
+}
+
+/* Check the request's fields into J; HTTP 400 with ERR on bad input. */
+static int parse_exec(const struct creds *caller, json_t *req, struct job *j, json_t **env,
+		      const char **path, char *err, size_t errlen)
+{
+	const char *id = NULL, *cmd = NULL, *wd = NULL;
+	int gpu = 0;
+	size_t i;
+	json_t *v, *groups;
+
+	*env = NULL;
+	*path = NULL;
+	if (json_unpack(req, "{s?s, s:s, s:s, s?o, s?b, s?s}", "id", &id, "cmd", &cmd, "workdir",
+			&wd, "env", env, "gpu", &gpu, "path", path)) {
+		snprintf(err, errlen, "exec needs \"cmd\" and \"workdir\" strings");
+		return 400;
+	}
+	if (id && !job_id_valid(id)) {
+		snprintf(err, errlen,
+			 "invalid job ID '%s': use 1-64 letters, digits, '.', '_', '-', not "
+			 "starting with '.' or '-'", id);
+		return 400;
+	}
+	if (!*cmd) {
+		snprintf(err, errlen, "empty command");
+		return 400;
+	}
+	if (wd[0] != '/') {
+		snprintf(err, errlen, "working directory must be an absolute path: %s", wd);
+		return 400;
+	}
+	if (*env && !json_is_array(*env)) {
+		snprintf(err, errlen, "\"env\" must be an array of \"KEY=VALUE\" strings");
+		return 400;
+	}
+	json_array_foreach(*env, i, v) {
+		const char *kv = json_string_value(v);
+
+		if (!kv || !strchr(kv, '=') || kv[0] == '=') {
+			snprintf(err, errlen, "bad environment entry (want KEY=VALUE): %s",
+				 kv ? kv : "(not a string)");
+			return 400;
+		}
+	}
+	if (gpu) {
+		snprintf(err, errlen, "GPU support not built into this stasisd");
+		return 400;
+	}
+	if (id)
+		snprintf(j->id, sizeof(j->id), "%s", id);
+	else
+		gen_id(j->id, sizeof(j->id));
+	j->uid = caller->uid;
+	j->gid = caller->gid;
+	groups = json_array();
+	for (int g = 0; g < caller->ngroups; g++)
+		json_array_append_new(groups, json_integer(caller->groups[g]));
+	j->groups = json_dumps(groups, JSON_COMPACT);
+	json_decref(groups);
+	j->cmd = strdup(cmd);
+	j->workdir = strdup(wd);
+	j->env = json_dumps(*env ? *env : json_array(), JSON_COMPACT);
+	j->gpu = gpu;
+	return 0;
+}
+
+static int start_job(const struct creds *caller, struct job *j, json_t *env, const char *path,
+		     char *err, size_t errlen)
+{
+	char *argv[] = { "/bin/sh", "-c", j->cmd, NULL };
+	struct spawn_opts o = {
+		.argv = argv, .cr = caller, .stdin_fd = -1, .keep_fd = -1,
+		.cwd = j->workdir, .new_session = true, .umask = 022,
+	};
+	const char *phase;
+	char **envp;
+	int fd, ret;
+
+	if (asprintf(&j->log, "%s/%s.log", logs_dir, j->id) < 0)
+		return 500;
+	fd = open_log(j);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create job log %s: %s", j->log, strerror(-fd));
+		return 500;
+	}
+	envp = job_env(j, env, path);
+	o.envp = envp;
+	o.stdout_fd = fd;
+	o.stderr_fd = fd;
+	ret = spawn(&o, &j->pid, &phase);
+	close(fd);
+	free_env(envp);
+	if (ret) {
+		unlink(j->log);
+		if (!strcmp(phase, "chdir"))
+			snprintf(err, errlen, "cannot enter working directory %s as uid %u: %s",
+				 j->workdir, caller->uid, strerror(-ret));
+		else
+			snprintf(err, errlen, "cannot start job (%s): %s", phase, strerror(-ret));
+		return ret == -ENOENT || ret == -EACCES || ret == -ENOTDIR ? 400 : 500;
+	}
+	if (proc_start_time(j->pid, &j->start))
+		j->start = 0;
+	return 0;
+}
+
+int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, size_t errlen)
+{
+	struct job j, old;
+	const char *path;
+	json_t *env;
+	int code;
+
+	memset(&j, 0, sizeof(j));
+	code = parse_exec(caller, req, &j, &env, &path, err, errlen);
+	if (code) {
+		job_free(&j);
+		return code;
+	}
+	pthread_mutex_lock(&exec_lock);
+	if (!db_job_get(j.id, &old)) {
+		job_free(&old);
+		pthread_mutex_unlock(&exec_lock);
+		snprintf(err, errlen, "job ID '%s' is already in use", j.id);
+		job_free(&j);
+		return 409;
+	}
+	code = start_job(caller, &j, env, path, err, errlen);
+	if (code) {
+		pthread_mutex_unlock(&exec_lock);
+		job_free(&j);
+		return code;
+	}
+	snprintf(j.state, sizeof(j.state), "%s", ST_RUNNING);
+	j.exit_code = -1;
+	j.created = j.updated = (int64_t)wall_ms();
+	if (db_job_insert(&j)) {
+		kill(-j.pid, SIGKILL);
+		waitpid(j.pid, NULL, 0);
+		unlink(j.log);
+		pthread_mutex_unlock(&exec_lock);
+		snprintf(err, errlen, "cannot record job %s", j.id);
+		job_free(&j);
+		return 500;
+	}
+	jobs_watch(j.id, j.pid, j.start);
+	pthread_mutex_unlock(&exec_lock);
+	log_info("job %s: started pid %d as uid %u in %s: %s", j.id, j.pid, j.uid, j.workdir,
+		 j.cmd);
+	*out = job_json(&j);
+	job_free(&j);
+	return 201;
+}

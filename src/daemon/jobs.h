@@ -1,0 +1,55 @@
+/*
+ * jobs.h - managed jobs: start them as their owner, watch them, know their
+ * live status.
+ *
+ * A job is one process (the session leader of its tree) named by pid and start
+ * time, so a reused PID is never mistaken for it. Every running job has a watch
+ * thread that waits on a pidfd and records how it ended; for children of the
+ * daemon it reaps the exact pid (never waitpid(-1), which would steal CRIU's
+ * status), for jobs adopted after a daemon restart it sees the exit but not the
+ * exit code.
+ */
+#ifndef STASIS_JOBS_H
+#define STASIS_JOBS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "db.h"
+#include "proc.h"
+
+/* STATE_DIR/logs holds the job logs. */
+int jobs_init(const char *state_dir);
+/* At startup: watch every job the database says is running, or record it ended. */
+void jobs_adopt(void);
+
+/* Is ID a valid job ID: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+bool job_id_valid(const char *id);
+
+/*
+ * Start a job for CALLER from the request body (id, cmd, workdir, env, gpu).
+ * Returns an HTTP status; on success *out is the new job, else ERR says why.
+ */
+int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, size_t errlen);
+
+/* Watch PID/START as the process of job ID (after exec, restore, adoption). */
+void jobs_watch(const char *id, pid_t pid, uint64_t start);
+/* Wait up to TIMEOUT_MS until no watch of job ID remains (its process was reaped). */
+bool jobs_wait_reaped(const char *id, int timeout_ms);
+
+/* Is the job's process alive right now (pid and start time match)? */
+bool job_alive(const struct job *j);
+/* Re-read J from the database if its recorded process is gone (a watch may lag). */
+void job_refresh(struct job *j);
+/* "JOB_RUNNING", "JOB_DONE", "JOB_KILLED", "JOB_FAILED". */
+const char *job_status(const struct job *j);
+/* The job as JSON with its live "status" (and "exit_code"). */
+json_t *job_json(const struct job *j);
+
+/* One long operation (dump, restore, kill, rm) per job at a time. */
+bool jobs_busy_begin(const char *id, const char *op, const char **current);
+void jobs_busy_end(const char *id);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * main.c - stasisd: the root daemon that runs, watches, dumps and restores
+ * managed jobs. Foreground by default (for supervisors); `stasis daemon start`
+ * detaches it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "db.h"
+#include "jobs.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#define DEFAULT_SOCKET "/run/stasis/stasisd.sock"
+#define DEFAULT_STATE "/var/lib/stasis"
+#define DEFAULT_CRIU "/usr/local/libexec/stasis/criu"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: stasisd [--socket PATH] [--state-dir DIR] [--log-file FILE] [--debug]\n"
+		   "\n"
+		   "  --socket PATH     UNIX socket to serve (default %s, env STASIS_SOCKET)\n"
+		   "  --state-dir DIR   database and job logs (default %s, env "
+		   "STASIS_STATE_DIR)\n"
+		   "  --log-file FILE   also append the daemon's messages to FILE\n"
+		   "  --debug           verbose messages\n"
+		   "\n"
+		   "Runs in the foreground; `stasis daemon start` starts it detached.\n",
+		DEFAULT_SOCKET, DEFAULT_STATE);
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : def;
+}
+
+/* The streamer next to our own executable, else whatever PATH gives. */
+static void find_streamer(const char *self, char *out, size_t len)
+{
+	const char *env = getenv("STASIS_STREAMER");
+	char dir[PATH_MAX - 32], *slash;
+
+	if (env && *env) {
+		snprintf(out, len, "%s", env);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", (int)sizeof(dir) - 1, self);
+	slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = '\0';
+		snprintf(out, len, "%s/stasis-streamer", dir);
+		if (!access(out, X_OK))
+			return;
+	}
+	snprintf(out, len, "stasis-streamer");
+}
+
+/* One daemon per state dir: hold an exclusive lock on its pid file. */
+static int lock_state(const char *state_dir)
+{
+	char path[PATH_MAX + 32], buf[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/stasisd.pid", state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB)) {
+		log_err("another stasisd holds %s (%s)", path, strerror(errno));
+		return -1;
+	}
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) || write_all(fd, buf, strlen(buf)))
+		log_warn("cannot write %s", path);
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "state-dir", required_argument, NULL, 'S' },
+		{ "log-file", required_argument, NULL, 'l' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = env_or("STASIS_SOCKET", DEFAULT_SOCKET);
+	const char *state = env_or("STASIS_STATE_DIR", DEFAULT_STATE);
+	const char *logfile = NULL;
+	char self[PATH_MAX], streamer[PATH_MAX + 32], dbpath[PATH_MAX + 32], state_abs[PATH_MAX];
+	struct api_config cfg;
+	sigset_t set;
+	int c, sig;
+	ssize_t n;
+
+	log_init("stasisd", LOG_INFO);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': sock = optarg; break;
+		case 'S': state = optarg; break;
+		case 'l': logfile = optarg; break;
+		case 'd': log_set_level(LOG_DEBUG); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (geteuid() != 0) {
+		log_err("must run as root (it starts jobs as their users and runs CRIU)");
+		return 1;
+	}
+	if (logfile && log_open_file(logfile))
+		log_warn("cannot open log file %s", logfile);
+	umask(022);
+	if (mkdir_p(state, 0755) || chmod(state, 0755) || !realpath(state, state_abs)) {
+		log_err("cannot create state dir %s: %s", state, strerror(errno));
+		return 1;
+	}
+	if (lock_state(state_abs) < 0)
+		return 1;
+	snprintf(dbpath, sizeof(dbpath), "%s/stasis.db", state_abs);
+	if (db_open(dbpath) || jobs_init(state_abs))
+		return 1;
+	chmod(dbpath, 0600);
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	self[n > 0 ? n : 0] = '\0';
+	find_streamer(self, streamer, sizeof(streamer));
+	cfg = (struct api_config){
+		.state_dir = state_abs, .socket_path = sock,
+		.criu = env_or("STASIS_CRIU", DEFAULT_CRIU), .streamer = streamer, .self_exe = self,
+	};
+	api_init(&cfg);
+
+	/* Signals are taken by sigwait() below; every thread inherits the mask. */
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	jobs_adopt();
+	if (server_start(sock))
+		return 1;
+	log_info("ready: socket %s, state %s, criu %s, streamer %s", sock, state_abs, cfg.criu,
+		 streamer);
+	while (!sigwait(&set, &sig) && sig == SIGHUP)
+		;
+	log_info("stopping (signal %d); jobs keep running", sig);
+	server_stop();
+	db_close();
+	return 0;
+}

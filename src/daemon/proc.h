@@ -1,0 +1,82 @@
+/*
+ * proc.h - start programs on behalf of a user, and wait for them.
+ *
+ * The daemon runs as root but every job, every CRIU dump of a non-root job and
+ * every path check happens with the credentials of a user (struct creds).
+ * Children are started with fork+exec; their exit status is collected with
+ * waitpid() on their own pid only, so no other code can steal it.
+ */
+#ifndef STASIS_PROC_H
+#define STASIS_PROC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CREDS_MAX_GROUPS 64
+
+struct creds {
+	uid_t uid;
+	gid_t gid;
+	int ngroups;
+	gid_t groups[CREDS_MAX_GROUPS];
+};
+
+/* How spawn() sets up the child. */
+struct spawn_opts {
+	char *const *argv;       /* argv[0] is a path (no PATH search) */
+	char *const *envp;       /* NULL: inherit the daemon's environment */
+	const struct creds *cr;  /* NULL: stay root */
+	bool criu_caps;          /* keep CRIU's capabilities as ambient caps (with cr) */
+	int stdin_fd;            /* -1: /dev/null */
+	int stdout_fd;           /* -1: /dev/null */
+	int stderr_fd;           /* -1: same as stdout */
+	int keep_fd;             /* one extra fd kept open under its own number, or -1 */
+	const char *cwd;         /* chdir as the user; NULL: "/" */
+	bool new_session;        /* setsid() */
+	mode_t umask;
+};
+
+/*
+ * Fork and exec. Returns 0 with *pid set once the exec succeeded, or -errno
+ * (the child's setup or exec error; *phase then names the step that failed).
+ */
+int spawn(const struct spawn_opts *o, pid_t *pid, const char **phase);
+
+/*
+ * Wait for child PID; *status gets the waitpid status. timeout_ms < 0: forever.
+ * On timeout the child is killed with SIGKILL, reaped, and -ETIMEDOUT returned.
+ */
+int wait_child(pid_t pid, int *status, int timeout_ms);
+
+/* Describe a wait status: "exit 3", "signal 9". */
+void status_str(int status, char *buf, size_t len);
+
+/*
+ * Run FN(ARG, OUT, OUTLEN) in a forked child that carries the credentials CR
+ * (uid, gid, groups; no capabilities): what it may do, the user may do.
+ * FN returns 0 or -errno and may write a NUL-terminated answer into OUT.
+ */
+int as_user(const struct creds *cr, int (*fn)(void *arg, char *out, size_t outlen), void *arg,
+	    char *out, size_t outlen);
+
+/*
+ * Run ARGV as root with stdout+stderr captured into OUT (NUL-terminated,
+ * truncated to LEN). Returns 0 with *status set, or -errno.
+ */
+int run_capture(char *const argv[], char *out, size_t len, int timeout_ms, int *status);
+
+/* Is PID alive (not a zombie) and still the process that started at START? */
+bool proc_is(pid_t pid, uint64_t start);
+
+/*
+ * Is the PID number PID in use: by a process or thread, or as the process
+ * group or session of a process (zombies included)? Such a PID cannot be
+ * given to a restored task yet.
+ */
+bool pid_in_use(pid_t pid, char *who, size_t wholen);
+
+/* Fill CR from a uid: primary group and supplementary groups from the user database. */
+int creds_from_uid(uid_t uid, struct creds *cr);
+
+#endif

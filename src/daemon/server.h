@@ -1,0 +1,16 @@
+/*
+ * server.h - HTTP/1.1 over the daemon's UNIX socket.
+ *
+ * The daemon binds the socket itself (mode 0666: any local user may talk to it;
+ * who they are comes from SO_PEERCRED on each connection, never from the
+ * request) and hands it to libmicrohttpd, one thread per connection since a
+ * dump can take minutes.
+ */
+#ifndef STASIS_SERVER_H
+#define STASIS_SERVER_H
+
+/* Bind PATH (replacing a stale socket, refusing a live one) and start serving. */
+int server_start(const char *path);
+void server_stop(void);
+
+#endif
