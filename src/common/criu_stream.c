@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,24 +44,41 @@ int cs_connect(const char *dir, const char *name)
 	return fd;
 }
 
-/* A socket file nobody accepts on is a leftover of a crashed run. */
+/* Whether a socket bound to PATH is listening, from /proc/net/unix (whose
+ * Flags column has __SO_ACCEPTCON, 0x10000, for listening sockets). Probing
+ * with connect() instead would hand the live streamer a bogus client. */
+static bool listening_on(const char *path)
+{
+	FILE *f = fopen("/proc/net/unix", "re");
+	char line[4096 + 128];
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long flags;
+		char *p = strchr(line, '/');
+
+		if (!p || sscanf(line, "%*s %*s %*s %lx", &flags) != 1)
+			continue;
+		p[strcspn(p, "\n")] = '\0';
+		found = (flags & 0x10000) && !strcmp(p, path);
+	}
+	fclose(f);
+	return found;
+}
+
+/* A socket file nobody listens on is a leftover of a crashed run. */
 static int remove_stale(const struct sockaddr_un *addr)
 {
 	struct stat st;
-	int fd;
 
 	if (lstat(addr->sun_path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) == 0) {
-		close(fd);
+	if (listening_on(addr->sun_path))
 		return -EADDRINUSE;
-	}
-	close(fd);
 	if (unlink(addr->sun_path) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
@@ -69,7 +87,13 @@ static int remove_stale(const struct sockaddr_un *addr)
 int cs_listen(const char *dir, const char *name, char *path, size_t pathlen)
 {
 	struct sockaddr_un addr;
-	int fd, ret = make_addr(dir, name, &addr);
+	char *abs = realpath(dir, NULL);
+	int fd, ret = make_addr(abs ? abs : dir, name, &addr);
+
+	/* An absolute path is what /proc/net/unix shows for every binder. */
+	if (ret == -ENAMETOOLONG && abs)
+		ret = make_addr(dir, name, &addr);
+	free(abs);
 
 	if (ret)
 		return ret;

@@ -26,8 +26,9 @@
 #define CS_MAX_MSG 4096
 
 /*
- * Bind and listen on DIR/NAME. A socket file left by a crashed run (nothing
- * accepts on it) is removed first; one that a live process listens on gives
+ * Bind and listen on DIR/NAME (bound by its absolute path when it fits). A
+ * socket file left by a crashed run (nothing listens on it, per
+ * /proc/net/unix) is removed first; one that a live process listens on gives
  * -EADDRINUSE. PATH (at least 108 bytes) receives the socket path.
  */
 int cs_listen(const char *dir, const char *name, char *path, size_t pathlen);

@@ -260,7 +260,7 @@ out:
 	return ret;
 }
 
-int manifest_load(const char *dir, struct manifest *m, char *err, size_t len)
+int manifest_read(const char *dir, struct manifest *m, char *err, size_t len)
 {
 	char path[4096], *text;
 	int ret;
@@ -275,16 +275,33 @@ int manifest_load(const char *dir, struct manifest *m, char *err, size_t len)
 		return fail(err, len, ret, "%s: %s", path, strerror(-ret));
 	ret = manifest_parse(text, m, err, len);
 	free(text);
-	for (size_t i = 0; !ret && i < m->nshards; i++) {
+	return ret;
+}
+
+int manifest_check_shards(const char *dir, const struct manifest *m, char *err, size_t len)
+{
+	char path[4096];
+
+	for (size_t i = 0; i < m->nshards; i++) {
 		struct stat st;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, m->shards[i].name);
 		if (stat(path, &st) < 0)
-			ret = fail(err, len, -EIO, "shard %s: %s", path, strerror(errno));
-		else if ((uint64_t)st.st_size != m->shards[i].bytes)
-			ret = fail(err, len, -EIO,
-				   "shard %s: size %lld, manifest says %" PRIu64 " (truncated?)",
-				   path, (long long)st.st_size, m->shards[i].bytes);
+			return fail(err, len, -EIO, "shard %s: %s", path, strerror(errno));
+		if ((uint64_t)st.st_size != m->shards[i].bytes)
+			return fail(err, len, -EIO,
+				    "shard %s: size %lld, manifest says %" PRIu64 " (truncated?)",
+				    path, (long long)st.st_size, m->shards[i].bytes);
+	}
+	return 0;
+}
+
+int manifest_load(const char *dir, struct manifest *m, char *err, size_t len)
+{
+	int ret = manifest_read(dir, m, err, len);
+
+	if (!ret) {
+		ret = manifest_check_shards(dir, m, err, len);
 		if (ret)
 			manifest_free(m);
 	}

@@ -56,6 +56,10 @@ struct manifest {
  * Free with manifest_free().
  */
 int manifest_load(const char *dir, struct manifest *m, char *err, size_t errlen);
+/* The two halves of manifest_load(): read and parse DIR/manifest.json, and
+ * check the shard files' presence and sizes against it. Same returns. */
+int manifest_read(const char *dir, struct manifest *m, char *err, size_t errlen);
+int manifest_check_shards(const char *dir, const struct manifest *m, char *err, size_t errlen);
 /* Parse manifest JSON text only (no shard checks). Same returns. */
 int manifest_parse(const char *json, struct manifest *m, char *err, size_t errlen);
 /* Serialize to a malloc'ed JSON string (files sorted by name). NULL on ENOMEM. */

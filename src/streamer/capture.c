@@ -712,12 +712,8 @@ static void cleanup(struct capture *c, bool remove_shards)
 
 static int prepare_dir(const struct opts *o)
 {
-	int ret = mkdir_p(o->dir, 0700);
+	int ret;
 
-	if (ret) {
-		log_err("%s: %s", o->dir, strerror(-ret));
-		return ret;
-	}
 	if (has_checkpoint(o->dir)) {
 		if (!o->force) {
 			log_err("%s already holds a checkpoint (manifest.json or img-* files); "
@@ -746,34 +742,52 @@ int cmd_capture(const struct opts *o)
 	pthread_cond_init(&c.nonempty, NULL);
 	pthread_cond_init(&c.space, NULL);
 	c.max_inflight = 2 * o->shards + 2;
-	ret = prepare_dir(o);
-	if (ret)
+	ret = mkdir_p(o->dir, 0700);
+	if (ret) {
+		log_err("%s: %s", o->dir, strerror(-ret));
 		return ret;
+	}
+	/* Listen first: a live streamer in DIR must be found before anything of
+	 * its checkpoint is touched. */
+	lsock = cs_listen(o->dir, CS_CAPTURE_SOCK, sock_path, sizeof(sock_path));
+	if (lsock < 0) {
+		log_err("%s/%s: %s", o->dir, CS_CAPTURE_SOCK,
+			lsock == -EADDRINUSE ? "another streamer is listening there" :
+					       strerror(-lsock));
+		return lsock;
+	}
+	unlink_on_signal(sock_path);
+	ret = prepare_dir(o);
+	if (ret) {
+		close(lsock);
+		unlink(sock_path);
+		return ret;
+	}
 	if (getrandom(&c.ckpt_id, sizeof(c.ckpt_id), 0) != sizeof(c.ckpt_id))
 		c.ckpt_id = wall_ms() ^ ((uint64_t)getpid() << 32);
 	c.workers = calloc(o->shards, sizeof(*c.workers));
-	if (!c.workers)
+	if (!c.workers) {
+		close(lsock);
+		unlink(sock_path);
 		return -ENOMEM;
+	}
 	for (unsigned k = 0; k < o->shards; k++)
 		c.workers[k].fd = -1;
 	ret = open_shards(&c);
-	if (ret)
+	if (ret) {
+		close(lsock);
+		unlink(sock_path);
 		goto out;
+	}
 	c.ep = epoll_create1(EPOLL_CLOEXEC);
 	c.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ev.data.u64 = 1;
 	if (c.ep < 0 || c.evfd < 0 || epoll_ctl(c.ep, EPOLL_CTL_ADD, c.evfd, &ev) < 0) {
 		ret = -errno;
+		close(lsock);
+		unlink(sock_path);
 		goto out;
 	}
-	lsock = cs_listen(o->dir, CS_CAPTURE_SOCK, sock_path, sizeof(sock_path));
-	if (lsock < 0) {
-		ret = lsock;
-		log_err("%s/%s: %s", o->dir, CS_CAPTURE_SOCK,
-			ret == -EADDRINUSE ? "another streamer is listening there" : strerror(-ret));
-		goto out;
-	}
-	unlink_on_signal(sock_path);
 	signal_ready(o->ready_fd);
 	t_start = now_ms();
 	do

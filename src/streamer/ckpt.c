@@ -45,7 +45,9 @@ int ckpt_open(const char *dir, struct ckpt *c)
 
 	memset(c, 0, sizeof(*c));
 	c->dir = dir;
-	ret = manifest_load(dir, &c->m, err, sizeof(err));
+	/* The shard index names the chunk where a shard is damaged, so it runs
+	 * before the plain size check against the manifest. */
+	ret = manifest_read(dir, &c->m, err, sizeof(err));
 	if (ret) {
 		log_err("%s", err);
 		return ret;
@@ -63,6 +65,24 @@ int ckpt_open(const char *dir, struct ckpt *c)
 	}
 	ret = shard_index_build((const char *const *)c->paths, c->m.nshards, c->m.ckpt_id, &c->idx,
 				err, sizeof(err));
+	if (ret) {
+		log_err("%s", err);
+		goto fail;
+	}
+	for (size_t k = 0; k < c->m.nshards; k++) {
+		uint64_t have = 0;
+
+		for (size_t i = 0; i < c->idx.nchunks; i++)
+			have += c->idx.chunks[i].shard == k;
+		if (have != c->m.shards[k].chunks) {
+			log_err("shard %s: holds %" PRIu64 " chunks, manifest says %" PRIu64
+				": truncated after chunk %" PRIu64,
+				c->paths[k], have, c->m.shards[k].chunks, have ? have - 1 : 0);
+			ret = -EBADMSG;
+			goto fail;
+		}
+	}
+	ret = manifest_check_shards(dir, &c->m, err, sizeof(err));
 	if (ret) {
 		log_err("%s", err);
 		goto fail;
