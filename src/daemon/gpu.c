@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -715,7 +716,7 @@ static int tree_or_err(pid_t root, pid_t *pids, char *err, size_t len)
 
 /* gpu_suspend with the device path prefix as a parameter (tests use another). */
 static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
-			struct gpu_stats *st, char *err, size_t len)
+			struct gpu_host *host, struct gpu_stats *st, char *err, size_t len)
 {
 	struct helper_req req = { .op = OP_SUSPEND };
 	struct helper_reply rep;
@@ -736,6 +737,8 @@ static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 		return -1;
 	}
 	*st = rep.st;
+	if (host)
+		*host = rep.host;
 	/* A checkpointed CUDA process holds no device file; anything left (UVM,
 	 * IPC, an fd inherited by a child) would make CRIU fail on it. */
 	for (int i = 0; i < n; i++) {
@@ -754,9 +757,29 @@ static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 	return 0;
 }
 
-int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_stats *st, char *err, size_t errlen)
+int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_host *host, struct gpu_stats *st,
+		char *err, size_t errlen)
 {
-	return suspend_tree(root, timeout_ms, "/dev/nvidia", st, err, errlen);
+	return suspend_tree(root, timeout_ms, "/dev/nvidia", host, st, err, errlen);
+}
+
+void gpu_kill_tree(pid_t root)
+{
+	pid_t pids[GPU_MAX_PROCS];
+	int n = gpu_tree_pids(root, pids, GPU_MAX_PROCS);
+
+	for (int i = n - 1; i >= 0; i--)
+		kill(pids[i], SIGKILL);
+}
+
+const char *gpu_criu_libdir(const char *state_dir)
+{
+	static char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/criu-no-plugins", state_dir);
+	if (mkdir(path, 0755) && errno != EEXIST)
+		return NULL;
+	return path;
 }
 
 int gpu_resume(pid_t root, const struct gpu_remap *remap, int expect, struct gpu_stats *st,
@@ -793,11 +816,10 @@ int gpu_resume(pid_t root, const struct gpu_remap *remap, int expect, struct gpu
 
 /* --- the inventory kept with a checkpoint --- */
 
-int gpu_save_inventory(const char *dir, const struct gpu_host *host, const struct gpu_stats *st)
+char *gpu_inventory_text(const struct gpu_host *host, const struct gpu_stats *st)
 {
 	json_t *o = json_object(), *devs = json_array(), *pids = json_array();
-	char path[PATH_MAX], *text;
-	int r;
+	char *text;
 
 	for (int i = 0; i < host->ndev; i++)
 		json_array_append_new(devs, json_pack("{s:s, s:s}", "name", host->dev[i].name,
@@ -810,8 +832,16 @@ int gpu_save_inventory(const char *dir, const struct gpu_host *host, const struc
 	json_object_set_new(o, "pids", pids);
 	json_object_set_new(o, "lock_ms", json_integer((json_int_t)st->lock_ms));
 	json_object_set_new(o, "checkpoint_ms", json_integer((json_int_t)st->checkpoint_ms));
-	text = json_dumps(o, JSON_INDENT(2));
+	text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(o);
+	return text;
+}
+
+int gpu_save_inventory(const char *dir, const struct gpu_host *host, const struct gpu_stats *st)
+{
+	char path[PATH_MAX], *text = gpu_inventory_text(host, st);
+	int r;
+
 	if (!text)
 		return -ENOMEM;
 	snprintf(path, sizeof(path), "%s/%s", dir, GPU_INVENTORY_FILE);
@@ -865,13 +895,20 @@ int gpu_check_inventory(const char *dir, const struct gpu_host *host, struct gpu
 	json_error_t je;
 	json_t *o, *devs, *d;
 	size_t i;
-	int nold = 0, same = 1;
+	int nold = 0, same = 1, fd;
 
 	memset(remap, 0, sizeof(*remap));
 	snprintf(path, sizeof(path), "%s/%s", dir, GPU_INVENTORY_FILE);
-	o = json_load_file(path, 0, &je);
+	/* The directory is the user's: never follow a link planted there. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		errf(err, errlen, "%s: %s: not a checkpoint of a GPU job", path, strerror(errno));
+		return -1;
+	}
+	o = json_loadfd(fd, 0, &je);
+	close(fd);
 	if (!o) {
-		errf(err, errlen, "%s: %s: not a checkpoint of a GPU job", path, je.text);
+		errf(err, errlen, "%s: %s", path, je.text);
 		return -1;
 	}
 	devs = json_object_get(o, "devices");

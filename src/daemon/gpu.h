@@ -87,8 +87,9 @@ int gpu_probe(struct gpu_host *host, char *why, size_t whylen);
  * the tree maps or holds a /dev/nvidia* file. On failure every process is put
  * back as it was (RUNNING on its GPU) before returning, and ERR names the
  * process and the driver's error. A tree without CUDA processes succeeds with
- * st->nprocs == 0. */
-int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_stats *st, char *err, size_t errlen);
+ * st->nprocs == 0. HOST (may be NULL) gets this host's GPUs, for the inventory. */
+int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_host *host, struct gpu_stats *st,
+		char *err, size_t errlen);
 
 /* Bring every CUDA process in the tree rooted at ROOT back to RUNNING:
  * CHECKPOINTED -> Restore (with REMAP, may be NULL) -> LOCKED -> Unlock. Used
@@ -99,7 +100,10 @@ int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_stats *st, char *err
 int gpu_resume(pid_t root, const struct gpu_remap *remap, int expect, struct gpu_stats *st,
 	       char *err, size_t errlen);
 
-/* Record HOST's GPUs and the dump's stats into DIR/gpu.json (atomically). */
+/* The inventory kept with a checkpoint (GPU_INVENTORY_FILE): HOST's GPUs and the
+ * dump's CUDA processes, as malloc'ed JSON text (NULL if out of memory). */
+char *gpu_inventory_text(const struct gpu_host *host, const struct gpu_stats *st);
+/* Write that text into DIR/gpu.json (atomically, 0644). */
 int gpu_save_inventory(const char *dir, const struct gpu_host *host, const struct gpu_stats *st);
 
 /* Compare DIR/gpu.json with HOST before a restore. Same GPUs: REMAP->npairs = 0.
@@ -109,6 +113,15 @@ int gpu_save_inventory(const char *dir, const struct gpu_host *host, const struc
  * the number of CUDA processes dumped. A directory without gpu.json fails. */
 int gpu_check_inventory(const char *dir, const struct gpu_host *host, struct gpu_remap *remap,
 			int *nprocs, char *err, size_t errlen);
+
+/* SIGKILL every process of the tree rooted at ROOT, children first (a GPU
+ * restore that failed leaves processes that can never run on their GPU). */
+void gpu_kill_tree(pid_t root);
+
+/* An empty directory under STATE_DIR to pass to CRIU's -L for GPU jobs, so
+ * that a CRIU plugin installed on the host (e.g. cuda_plugin.so) never joins
+ * in: the daemon drives the GPU itself. NULL if it cannot be created. */
+const char *gpu_criu_libdir(const char *state_dir);
 
 /* The pids of the tree rooted at ROOT, root first (from /proc/PID/stat ppid).
  * Returns the count (at most MAX) or -errno. */

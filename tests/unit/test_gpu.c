@@ -203,7 +203,7 @@ TEST(suspend_resume_order)
 
 	reset();
 	p = spawn_sleeper(1);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
 	CHECK_EQ_INT(st.nprocs, 2);
 	CHECK_EQ_INT(st.pids[0], p);
 	CHECK_EQ_STR(calls(p), "Lock Checkpoint");
@@ -231,7 +231,7 @@ TEST(lock_all_before_checkpoint)
 
 	reset();
 	p = spawn_sleeper(1);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
 	snprintf(path, sizeof(path), "%s/calls.log", stub_dir);
 	f = fopen(path, "r");
 	CHECK(f != NULL);
@@ -267,7 +267,7 @@ TEST(only_listed_pids_are_cuda)
 	f = fopen(path, "w");
 	fprintf(f, "%d RUNNING -\n", p);
 	fclose(f);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
 	CHECK_EQ_INT(st.nprocs, 1);
 	CHECK_EQ_INT(st.pids[0], p);
 	CHECK_EQ_INT(gpu_resume(p, NULL, 1, &st, err, sizeof(err)), 0);
@@ -284,7 +284,7 @@ TEST(no_cuda_process)
 	reset();
 	setenv("STASIS_CUDA_STUB_PIDS", "listed", 1);
 	p = spawn_sleeper(0);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
 	CHECK_EQ_INT(st.nprocs, 0);
 	CHECK_EQ_STR(calls(p), "");
 	/* A restore that expects CUDA processes and finds none is an error. */
@@ -302,7 +302,7 @@ TEST(lock_timeout_leaves_running)
 	reset();
 	setenv("STASIS_CUDA_STUB_LOCK", "timeout", 1);
 	p = spawn_sleeper(0);
-	CHECK_EQ_INT(gpu_suspend(p, 50, &st, err, sizeof(err)), -1);
+	CHECK_EQ_INT(gpu_suspend(p, 50, NULL, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "GPU busy") != NULL);
 	CHECK(strstr(err, "within 50 ms") != NULL);
 	CHECK(strstr(err, "CUDA_ERROR_NOT_READY") != NULL);
@@ -321,7 +321,7 @@ TEST(checkpoint_failure_rolls_back)
 	reset();
 	setenv("STASIS_CUDA_STUB_CHECKPOINT", "fail", 1);
 	p = spawn_sleeper(0);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), -1);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "GPU checkpoint of process") != NULL);
 	CHECK(strstr(err, "CUDA_ERROR_OUT_OF_MEMORY") != NULL);
 	CHECK(strstr(err, "keeps running") != NULL);
@@ -339,7 +339,7 @@ TEST(checkpoint_failed_state_reported)
 	reset();
 	setenv("STASIS_CUDA_STUB_CHECKPOINT", "failed", 1);
 	p = spawn_sleeper(0);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), -1);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "FAILED state") != NULL);
 	CHECK(strstr(err, "keeps running") == NULL);
 	CHECK_EQ_STR(stub_state(p), "FAILED");
@@ -356,7 +356,7 @@ TEST(stopped_target_cannot_checkpoint)
 	p = spawn_sleeper(0);
 	kill(p, SIGSTOP);
 	waitpid(p, NULL, WUNTRACED);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), -1);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "CUDA_ERROR_ILLEGAL_STATE") != NULL);
 	CHECK_EQ_STR(calls(p), "Lock Checkpoint Unlock");
 	CHECK_EQ_STR(stub_state(p), "RUNNING");
@@ -372,7 +372,7 @@ TEST(device_file_left_rolls_back)
 
 	reset();
 	p = spawn_sleeper(0); /* holds the test's stdin/stdout, like /dev/null */
-	CHECK_EQ_INT(suspend_tree(p, 0, "/", &st, err, sizeof(err)), -1);
+	CHECK_EQ_INT(suspend_tree(p, 0, "/", NULL, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "still holds /*") != NULL);
 	CHECK(strstr(err, "keeps running") != NULL);
 	CHECK_EQ_STR(calls(p), "Lock Checkpoint Restore Unlock");
@@ -388,7 +388,7 @@ TEST(restore_failure_is_clear)
 
 	reset();
 	p = spawn_sleeper(0);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
 	setenv("STASIS_CUDA_STUB_RESTORE", "fail", 1);
 	CHECK_EQ_INT(gpu_resume(p, NULL, 1, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "GPU restore of process") != NULL);
@@ -431,7 +431,7 @@ TEST(inventory_same_and_remapped_gpus)
 	/* The remap reaches the driver: the stand-in refuses other GPUs without it. */
 	unsetenv("STASIS_CUDA_STUB_HOST");
 	p = spawn_sleeper(0);
-	CHECK_EQ_INT(gpu_suspend(p, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
 	setenv("STASIS_CUDA_STUB_HOST", "other-host", 1);
 	CHECK_EQ_INT(gpu_resume(p, NULL, 1, &st, err, sizeof(err)), -1);
 	CHECK(strstr(err, "CUDA_ERROR_INVALID_DEVICE") != NULL);
