@@ -356,6 +356,14 @@ static int psk_server_key(gnutls_session_t s, const char *user, gnutls_datum_t *
 	return 0;
 }
 
+static int default_timeout(void)
+{
+	const char *env = getenv("STASIS_NET_TIMEOUT_MS");
+	int v = env ? atoi(env) : 0;
+
+	return v > 0 ? v : TP_IO_TIMEOUT_MS;
+}
+
 static struct tp_conn *conn_new(int fd, const struct tp_key *key)
 {
 	struct tp_conn *c = calloc(1, sizeof(*c));
@@ -364,7 +372,7 @@ static struct tp_conn *conn_new(int fd, const struct tp_key *key)
 		return NULL;
 	c->fd = fd;
 	c->key = *key;
-	c->timeout_ms = TP_IO_TIMEOUT_MS;
+	c->timeout_ms = default_timeout();
 	return c;
 }
 
@@ -527,6 +535,15 @@ void tp_close(struct tp_conn *c)
 		close(c->fd);
 	explicit_bzero(&c->key, sizeof(c->key));
 	free(c);
+}
+
+int tp_readable(struct tp_conn *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+	if (gnutls_record_check_pending(c->s) > 0)
+		return 1;
+	return poll(&p, 1, 0) > 0;
 }
 
 const char *tp_peer(const struct tp_conn *c)

@@ -31,7 +31,8 @@
 /* Largest payload of one frame. Data frames carry at most TP_DATA_CHUNK bytes. */
 #define TP_MAX_FRAME  (1u << 20)
 #define TP_DATA_CHUNK (256u << 10)
-/* Default time a single send or receive may block before the channel fails. */
+/* Default time a single send or receive may block before the channel fails;
+ * the environment variable STASIS_NET_TIMEOUT_MS overrides it. */
 #define TP_IO_TIMEOUT_MS 20000
 
 enum tp_type {
@@ -76,6 +77,10 @@ int tp_accept_fd(int fd, const struct tp_key *key, struct tp_conn **out, char *e
 
 /* Bound every later send/receive on C to TIMEOUT_MS (0 = no bound). */
 void tp_set_timeout(struct tp_conn *c, int timeout_ms);
+
+/* Does the peer have something for us (a frame may be read without blocking
+ * long)? Lets a sender notice an early error answer between data frames. */
+int tp_readable(struct tp_conn *c);
 
 int tp_send(struct tp_conn *c, enum tp_type type, const void *buf, size_t len);
 /* Send JSON (not stolen). */
