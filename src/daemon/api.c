@@ -17,6 +17,7 @@
 
 #include "checkpoint.h"
 #include "db.h"
+#include "gpu.h"
 #include "jobs.h"
 #include "log.h"
 #include "util.h"
@@ -380,7 +381,21 @@ static void h_check(const struct api_req *rq, struct api_resp *rs)
 			 ok ? "" : ": not found (streamed dumps, --stream N, are unavailable)");
 		check_item(arr, "streamer", ok, detail);
 	}
-	check_item(arr, "gpu", false, "GPU support not built into this stasisd");
+	{
+		struct gpu_host h;
+		char why[512];
+
+		ok = !gpu_probe(&h, why, sizeof(why));
+		if (ok)
+			snprintf(detail, sizeof(detail),
+				 "NVIDIA driver with CUDA %d.%d, %d GPU(s), first %s: GPU "
+				 "checkpointing available (--gpu-enabled)",
+				 h.cuda_version / 1000, h.cuda_version % 1000 / 10, h.ndev,
+				 h.dev[0].name);
+		else
+			snprintf(detail, sizeof(detail), "GPU checkpointing unavailable: %s", why);
+		check_item(arr, "gpu", ok, detail);
+	}
 	snprintf(detail, sizeof(detail), "%s (you are uid %u)", cfg.socket_path, rq->caller->uid);
 	check_item(arr, "socket", true, detail);
 	snprintf(detail, sizeof(detail), "%s", cfg.state_dir);

@@ -27,6 +27,7 @@
 
 #include "ckdir.h"
 #include "db.h"
+#include "gpu.h"
 #include "jobs.h"
 #include "log.h"
 #include "util.h"
@@ -79,6 +80,7 @@ struct op {
 	int dfd;
 	pid_t streamer;
 	uint64_t t0, t_criu, t_end_criu;
+	uint64_t gpu_ms;        /* GPU job: "GPUDuration" (docs/gpu.md) */
 	char *err;
 	size_t errlen;
 };
@@ -371,6 +373,10 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 	}
 	if (d->stream)
 		argv[n++] = "--stream";
+	if (op->job.gpu && gpu_criu_libdir(cfg.state_dir)) {
+		argv[n++] = "-L"; /* no CRIU plugin joins in: the daemon drives the GPU */
+		argv[n++] = (char *)gpu_criu_libdir(cfg.state_dir);
+	}
 	argv[n] = NULL;
 	return n;
 }
@@ -389,10 +395,15 @@ static void dump_failed(struct op *op, const char *what)
 
 static json_t *dump_stats(struct op *op, uint64_t t_end, uint64_t size)
 {
-	return json_pack("{s:I, s:{s:I, s:I}, s:I}", "CRIUDuration",
-			 (json_int_t)(op->t_end_criu - op->t_criu), "CheckpointFileStats",
-			 "Duration", (json_int_t)(t_end - op->t_end_criu), "Size",
-			 (json_int_t)size, "PrepareDuration", (json_int_t)(op->t_criu - op->t0));
+	json_t *st = json_pack("{s:I, s:{s:I, s:I}, s:I}", "CRIUDuration",
+			       (json_int_t)(op->t_end_criu - op->t_criu), "CheckpointFileStats",
+			       "Duration", (json_int_t)(t_end - op->t_end_criu), "Size",
+			       (json_int_t)size, "PrepareDuration",
+			       (json_int_t)(op->t_criu - op->t0));
+
+	if (op->job.gpu)
+		json_object_set_new(st, "GPUDuration", json_integer((json_int_t)op->gpu_ms));
+	return st;
 }
 
 /* Record a finished dump: marker file, database row, job state. */
@@ -448,11 +459,74 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	return 0;
 }
 
+/* GPU job: lock and checkpoint its CUDA processes before CRIU sees them. */
+static int gpu_dump_begin(struct op *op, struct gpu_host *host, struct gpu_stats *st,
+			  bool *suspended)
+{
+	uint64_t t0 = now_ms();
+
+	if (gpu_suspend(op->job.pid, 0, host, st, op->err, op->errlen)) {
+		log_warn("job %s: GPU checkpoint failed: %s", op->job.id, op->err);
+		return -1;
+	}
+	*suspended = true;
+	op->gpu_ms = now_ms() - t0;
+	log_info("job %s: GPU state of %d CUDA process(es) checkpointed in %llu ms", op->job.id,
+		 st->nprocs, (unsigned long long)op->gpu_ms);
+	return 0;
+}
+
+/* After a successful CRIU dump: back on the GPU if left running; the inventory. */
+static int gpu_dump_end(struct op *op, const struct gpu_host *host, const struct gpu_stats *st,
+			bool leave_running, bool *suspended)
+{
+	struct gpu_stats rst;
+	char why[512], *text;
+	uint64_t t0 = now_ms();
+	int ret;
+
+	if (leave_running) {
+		if (gpu_resume(op->job.pid, NULL, 0, &rst, why, sizeof(why)))
+			log_err("job %s: checkpoint done, but the running job could not go back "
+				"on its GPU: %s", op->job.id, why);
+		op->gpu_ms += now_ms() - t0;
+	}
+	*suspended = false;
+	text = gpu_inventory_text(host, st);
+	ret = text ? ckdir_write(op->dfd, GPU_INVENTORY_FILE, text, strlen(text), op->job.uid,
+				 op->job.gid)
+		   : -ENOMEM;
+	free(text);
+	if (ret)
+		return fail(op, 500, "record: cannot write %s/%s: %s", op->dir,
+			    GPU_INVENTORY_FILE, strerror(-ret));
+	return 0;
+}
+
+/* A failed dump of a GPU job: if the job still runs, put it back on its GPU. */
+static void gpu_dump_undo(struct op *op)
+{
+	struct gpu_stats st;
+	char why[512];
+	size_t used = strlen(op->err);
+
+	if (!proc_is(op->job.pid, op->job.start))
+		return;
+	if (gpu_resume(op->job.pid, NULL, 0, &st, why, sizeof(why)))
+		snprintf(op->err + used, op->errlen - used,
+			 "; and the job could not go back on its GPU: %s", why);
+	else
+		snprintf(op->err + used, op->errlen - used, "; the job is back on its GPU");
+}
+
 int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
 	      size_t errlen)
 {
 	struct op op = { .err = err, .errlen = errlen };
 	struct dump_req d;
+	struct gpu_host gpu_host;
+	struct gpu_stats gpu_st;
+	bool gpu_suspended = false;
 	char *argv[MAX_ARGS], pidbuf[16], desc[128];
 	json_t *opts = json_array();
 	int code, status;
@@ -471,6 +545,10 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		code = start_streamer(&op, "capture", d.stream, d.codec, d.force);
 	if (code)
 		goto out;
+	if (op.job.gpu && gpu_dump_begin(&op, &gpu_host, &gpu_st, &gpu_suspended)) {
+		code = 500;
+		goto out;
+	}
 	build_dump_argv(&op, &d, argv, pidbuf, opts);
 	log_info("job %s: dumping pid %d into %s%s", id, op.job.pid, op.dir,
 		 d.stream ? " (streamed)" : "");
@@ -493,12 +571,19 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	}
 	if (!d.leave_running)
 		jobs_wait_reaped(id, 5000);
+	if (op.job.gpu &&
+	    gpu_dump_end(&op, &gpu_host, &gpu_st, d.leave_running, &gpu_suspended)) {
+		code = 500;
+		goto out;
+	}
 	code = record_dump(&op, &d, opts, out);
 	if (!code) {
 		log_info("job %s: checkpoint %s done", id, op.dir);
 		code = 200;
 	}
 out:
+	if (gpu_suspended)
+		gpu_dump_undo(&op);
 	json_decref(opts);
 	op_end(&op);
 	return code;
@@ -702,8 +787,63 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	}
 	if (streamed)
 		argv[n++] = "--stream";
+	if (op->job.gpu && gpu_criu_libdir(cfg.state_dir)) {
+		argv[n++] = "-L"; /* no CRIU plugin joins in: the daemon drives the GPU */
+		argv[n++] = (char *)gpu_criu_libdir(cfg.state_dir);
+	}
 	argv[n] = NULL;
 	json_decref(opts);
+}
+
+/* GPU job, before CRIU: this host must have the checkpoint's GPUs (or a remap). */
+static int gpu_restore_check(struct op *op, struct gpu_remap *remap, int *nprocs)
+{
+	struct gpu_host host;
+	char why[512];
+	uint64_t t0 = now_ms();
+
+	if (gpu_probe(&host, why, sizeof(why)))
+		return fail(op, 409,
+			    "cannot restore a GPU job here: %s; the job and its checkpoint are "
+			    "unchanged",
+			    why);
+	if (gpu_check_inventory(op->dir, &host, remap, nprocs, why, sizeof(why)))
+		return fail(op, 409, "cannot restore %s here: %s; the job and its checkpoint are "
+			    "unchanged", op->dir, why);
+	op->gpu_ms = now_ms() - t0;
+	return 0;
+}
+
+/* GPU job, after `criu restore -d`: restore and unlock its CUDA processes. On
+ * failure the restored tree is killed (a process the driver left FAILED can
+ * never run on its GPU) and the checkpoint is kept for another try. */
+static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int nprocs,
+			      json_t **out)
+{
+	struct gpu_stats st;
+	char why[768];
+	uint64_t t0 = now_ms();
+	json_t *stats;
+
+	if (gpu_resume(op->job.pid, remap, nprocs, &st, why, sizeof(why))) {
+		gpu_kill_tree(op->job.pid);
+		jobs_wait_reaped(op->job.id, 10000);
+		json_decref(*out);
+		*out = NULL;
+		return fail(op, 500,
+			    "GPU restore failed: %s; the restored process was killed; the "
+			    "checkpoint %s is kept for another try",
+			    why, op->dir);
+	}
+	op->gpu_ms += now_ms() - t0;
+	stats = json_object_get(*out, "stats");
+	json_object_set_new(stats, "GPUDuration", json_integer((json_int_t)op->gpu_ms));
+	json_object_set_new(stats, "GPURestoreStats",
+			    json_pack("{s:I, s:I}", "copyMemTime", (json_int_t)st.restore_ms,
+				      "replayCallsTime", (json_int_t)st.unlock_ms));
+	log_info("job %s: GPU state of %d CUDA process(es) restored in %llu ms", op->job.id,
+		 st.nprocs, (unsigned long long)(now_ms() - t0));
+	return 0;
 }
 
 int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out,
@@ -714,7 +854,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 	const char *dir = NULL;
 	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128];
 	bool recorded = false, streamed = false;
-	int code, stream = 0, status;
+	struct gpu_remap gpu_remap;
+	int code, stream = 0, status, gpu_nprocs = 0;
 
 	code = op_begin(&op, caller, id, "restore");
 	if (code)
@@ -732,6 +873,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		code = check_checkpoint(&op, &c, recorded, stream, &streamed);
 	if (!code)
 		code = check_pid(&op, recorded ? c.pid : op.job.pid);
+	if (!code && op.job.gpu)
+		code = gpu_restore_check(&op, &gpu_remap, &gpu_nprocs);
 	if (!code)
 		code = make_workdir(&op, work, sizeof(work));
 	if (!code && streamed)
@@ -755,6 +898,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		goto out;
 	}
 	code = restored(&op, work, out);
+	if (!code && op.job.gpu)
+		code = gpu_restore_finish(&op, &gpu_remap, gpu_nprocs, out);
 	if (!code)
 		code = 200;
 	if (streamed && finish_streamer(&op, desc, sizeof(desc)))

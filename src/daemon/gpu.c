@@ -386,8 +386,14 @@ static int settle_running(struct cuda_api *api, pid_t pid, const struct gpu_rema
 	return -1;
 }
 
+static int gone(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
 /* Lock every RUNNING process, then checkpoint every LOCKED one (NVIDIA's order:
- * the whole tree is locked before any process is checkpointed). */
+ * the whole tree is locked before any process is checkpointed). A process that
+ * exits meanwhile is no failure: CRIU will not see it either. */
 static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned timeout_ms,
 		       struct gpu_stats *st, char *err, size_t len)
 {
@@ -402,6 +408,8 @@ static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned 
 		memset(&la, 0, sizeof(la));
 		la.timeout_ms = timeout_ms;
 		if (timed_call(api->lock, pids[i], &la, &st->lock_ms, &rc)) {
+			if (gone(pids[i]))
+				continue;
 			if (rc == CU_ERR_NOT_READY)
 				errf(err, len,
 				     "GPU busy: process %d could not be locked within %u ms "
@@ -419,6 +427,8 @@ static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned 
 		if (s == CU_LOCKED) {
 			memset(&ca, 0, sizeof(ca));
 			if (timed_call(api->checkpoint, pids[i], &ca, &st->checkpoint_ms, &rc)) {
+				if (gone(pids[i]))
+					continue;
 				errf(err, len,
 				     "GPU checkpoint of process %d failed: "
 				     "cuCheckpointProcessCheckpoint returned %s",
@@ -427,7 +437,7 @@ static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned 
 			}
 			s = cur_state(api, pids[i]);
 		}
-		if (s != CU_CHECKPOINTED) {
+		if (s != CU_CHECKPOINTED && !gone(pids[i])) {
 			errf(err, len, "process %d is %s, not CHECKPOINTED, after the GPU checkpoint",
 			     pids[i], state_name(s));
 			return -1;
@@ -445,7 +455,7 @@ static void rollback_all(struct cuda_api *api, const pid_t *pids, int n, struct 
 	int bad = 0;
 
 	for (int i = 0; i < n; i++) {
-		if (!settle_running(api, pids[i], NULL, st, why, sizeof(why)))
+		if (!settle_running(api, pids[i], NULL, st, why, sizeof(why)) || gone(pids[i]))
 			continue;
 		used = strlen(err);
 		snprintf(err + used, len - used, "%s%s", bad++ ? "; " : "; and rolling back: ",
@@ -512,7 +522,8 @@ static void helper_main(const struct helper_req *req, struct helper_reply *rep)
 	}
 	rep->rc = 0;
 	for (int i = 0; i < st->nprocs; i++) {
-		if (!settle_running(&api, st->pids[i], req->remap, st, why, sizeof(why)))
+		if (!settle_running(&api, st->pids[i], req->remap, st, why, sizeof(why)) ||
+		    gone(st->pids[i]))
 			continue;
 		if (!rep->rc)
 			snprintf(rep->err, sizeof(rep->err), "%s", why);

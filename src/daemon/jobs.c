@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "gpu.h"
 #include "log.h"
 #include "util.h"
 
@@ -384,8 +385,15 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 		}
 	}
 	if (gpu) {
-		snprintf(err, errlen, "GPU support not built into this stasisd");
-		return 400;
+		char why[512];
+
+		if (gpu_probe(NULL, why, sizeof(why))) {
+			snprintf(err, errlen,
+				 "--gpu-enabled refused: GPU checkpointing is not available on this "
+				 "host: %s",
+				 why);
+			return 400;
+		}
 	}
 	if (id)
 		snprintf(j->id, sizeof(j->id), "%s", id);

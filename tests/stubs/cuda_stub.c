@@ -343,13 +343,16 @@ static int pid_alive(int pid)
 	return pid > 0 && access(path, F_OK) == 0;
 }
 
-/* The record of PID, created RUNNING in pids=all mode; NULL if not a CUDA process. */
+/* The record of PID, created RUNNING in pids=all mode; NULL if not a (live)
+ * CUDA process. A dead pid keeps its record: CRIU may bring it back. */
 static struct rec *find(struct table *t, int pid, int *dirty)
 {
+	if (!pid_alive(pid))
+		return NULL;
 	for (int i = 0; i < t->n; i++)
 		if (t->r[i].pid == pid)
 			return &t->r[i];
-	if (!pid_alive(pid) || cfg_is("pids", "listed") ||
+	if (cfg_is("pids", "listed") ||
 	    t->n == (int)(sizeof(t->r) / sizeof(t->r[0])))
 		return NULL;
 	t->r[t->n] = (struct rec){ .pid = pid, .state = RUNNING, .host = "-" };
