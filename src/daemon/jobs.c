@@ -3,6 +3,7 @@
  */
 #include "jobs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -31,6 +32,7 @@ static char logs_dir[4096];
 struct entry {
 	char id[JOB_ID_MAX + 1];
 	const char *op;
+	pid_t pid;
 	struct entry *next;
 };
 static struct entry *watches, *busy;
@@ -174,6 +176,7 @@ void jobs_watch(const char *id, pid_t pid, uint64_t start)
 	w->start = start;
 	pthread_mutex_lock(&lock);
 	list_add(&watches, id, "watch");
+	watches->pid = pid;
 	pthread_mutex_unlock(&lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -499,4 +502,57 @@ int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, 
 	*out = job_json(&j);
 	job_free(&j);
 	return 201;
+}
+
+static bool watched_pid(pid_t pid)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&lock);
+	for (struct entry *e = watches; e && !found; e = e->next)
+		found = e->pid == pid;
+	pthread_mutex_unlock(&lock);
+	return found;
+}
+
+/* ppid, session and state of /proc/NAME/stat. */
+static int stat_fields(const char *name, pid_t *ppid, pid_t *sid, char *state)
+{
+	char path[300], *buf, *p;
+	int pgrp, ok;
+
+	snprintf(path, sizeof(path), "/proc/%s/stat", name);
+	if (read_file(path, &buf, NULL))
+		return -1;
+	p = strrchr(buf, ')');
+	ok = p && sscanf(p + 2, "%c %d %d %d", state, ppid, &pgrp, sid) == 4;
+	free(buf);
+	return ok ? 0 : -1;
+}
+
+void jobs_reap_orphans(void)
+{
+	pid_t self = getpid(), my_sid = getsid(0), ppid, sid;
+	struct dirent *e;
+	char state;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+
+		if (pid <= 0 || stat_fields(e->d_name, &ppid, &sid, &state) || ppid != self ||
+		    state != 'Z')
+			continue;
+		/*
+		 * Our own helpers (CRIU, streamer, checks) share our session and are
+		 * reaped by whoever started them; jobs are reaped by their watch.
+		 * Everything else is an orphan of a job's tree, handed to us as subreaper.
+		 */
+		if (sid == my_sid || watched_pid(pid))
+			continue;
+		waitpid(pid, NULL, WNOHANG);
+	}
+	closedir(d);
 }

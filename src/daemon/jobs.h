@@ -48,6 +48,13 @@ const char *job_status(const struct job *j);
 /* The job as JSON with its live "status" (and "exit_code"). */
 json_t *job_json(const struct job *j);
 
+/*
+ * Reap zombie children that are orphans of a job's process tree (the daemon is
+ * their subreaper, so a dumped job's PID is freed at once). Never touches the
+ * daemon's own helpers or the jobs themselves. Call on SIGCHLD.
+ */
+void jobs_reap_orphans(void);
+
 /* One long operation (dump, restore, kill, rm) per job at a time. */
 bool jobs_busy_begin(const char *id, const char *op, const char **current);
 void jobs_busy_end(const char *id);

@@ -153,15 +153,19 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* Orphans of job trees come to us, so their PIDs are freed promptly for restores. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
 	jobs_adopt();
 	if (server_start(sock))
 		return 1;
 	log_info("ready: socket %s, state %s, criu %s, streamer %s", sock, state_abs, cfg.criu,
 		 streamer);
-	while (!sigwait(&set, &sig) && sig == SIGHUP)
-		;
+	while (!sigwait(&set, &sig) && (sig == SIGHUP || sig == SIGCHLD))
+		if (sig == SIGCHLD)
+			jobs_reap_orphans();
 	log_info("stopping (signal %d); jobs keep running", sig);
 	server_stop();
 	db_close();

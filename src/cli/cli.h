@@ -1,0 +1,70 @@
+/*
+ * cli.h - what the stasis subcommands share: the daemon client and output
+ * helpers. Each subcommand lives in cmd_<name>.c with one entry function,
+ * listed in the table in stasis.c.
+ */
+#ifndef STASIS_CLI_H
+#define STASIS_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#define DEFAULT_SOCKET "/run/stasis/stasisd.sock"
+#define DEFAULT_STATE_DIR "/var/lib/stasis"
+
+/* Socket of the daemon: --socket, else $STASIS_SOCKET, else the default. */
+extern const char *cli_socket;
+
+/* A reply from the daemon. */
+struct reply {
+	long status;        /* HTTP status; 0 if the daemon could not be reached */
+	json_t *json;       /* parsed JSON body, or NULL */
+	char *body;         /* raw body, NUL-terminated */
+	size_t len;
+	char offset[32], size[32], running[8]; /* log headers */
+	char error[512];    /* transport error when status == 0 */
+};
+
+/*
+ * METHOD PATH with an optional JSON BODY (not consumed). Returns 0 when the
+ * daemon answered 2xx; otherwise prints the daemon's error (or why it could
+ * not be reached) to stderr and returns -1. Free R with reply_free().
+ */
+int api(const char *method, const char *path, json_t *body, struct reply *r);
+/* Same, but prints nothing: for probing. */
+int api_quiet(const char *method, const char *path, json_t *body, struct reply *r);
+void reply_free(struct reply *r);
+
+/* Is a daemon answering on cli_socket? */
+bool daemon_alive(void);
+
+/* "stasis: error: ..." on stderr. */
+void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* URL-escape S into a static-free malloc'ed string. */
+char *url_escape(const char *s);
+/* Make PATH absolute against the current directory (malloc'ed). */
+char *abs_path(const char *path);
+/* Directory of this executable (for finding stasisd and stasis-streamer). */
+const char *self_dir(void);
+/* Print human byte count into BUF. */
+const char *human_bytes(double n, char *buf, size_t len);
+
+/* The job ID after the options: "job ID" or "ID". 0 or -1. */
+int parse_job_arg(int argc, char **argv, int optind_, const char **id);
+
+int cmd_exec(int argc, char **argv);
+int cmd_ps(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_kill(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_checkpoints(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_daemon(int argc, char **argv);
+int cmd_reset(int argc, char **argv);
+
+#endif
