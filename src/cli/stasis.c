@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "log.h"
+#include "migrate_cli.h"
 
 struct command {
 	const char *name;
@@ -26,6 +27,8 @@ static const struct command commands[] = {
 	{ "kill", cmd_kill, "send a signal to a job" },
 	{ "logs", cmd_logs, "print a job's output [-f]" },
 	{ "rm", cmd_rm, "forget a job (its checkpoint files stay)" },
+	{ "migrate", cmd_migrate, "move a running job to another host: migrate job ID --to H:P" },
+	{ "push", cmd_push, "send a checkpoint to another host: push DIR --to HOST:PORT" },
 	{ "checkpoints", cmd_checkpoints, "list recorded checkpoints [ID]" },
 	{ "inspect", cmd_inspect, "describe a checkpoint directory" },
 	{ "check", cmd_check, "check CRIU, streamer, GPU support, daemon" },

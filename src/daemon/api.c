@@ -20,6 +20,7 @@
 #include "gpu.h"
 #include "jobs.h"
 #include "log.h"
+#include "migrate.h"
 #include "util.h"
 
 #define STASIS_VERSION "0.1.0"
@@ -452,6 +453,8 @@ void api_handle(const struct api_req *rq, struct api_resp *rs)
 		h_check(rq, rs);
 	else if (post && !strcmp(p, "/v1/shutdown"))
 		h_shutdown(rq, rs);
+	else if (post && !strcmp(p, "/v1/push"))
+		migrate_h_push(rq, rs);
 	else if (job_path(p, id, sizeof(id), action, sizeof(action))) {
 		if (get && !action[0])
 			h_get(rq, rs, id);
@@ -465,6 +468,8 @@ void api_handle(const struct api_req *rq, struct api_resp *rs)
 			h_ckpt_op(rq, rs, id, true);
 		else if (post && !strcmp(action, "restore"))
 			h_ckpt_op(rq, rs, id, false);
+		else if (post && !strcmp(action, "migrate"))
+			migrate_h_job(rq, rs, id);
 		else
 			reply_err(rs, 404, "no such endpoint: %s %s", m, p);
 	} else

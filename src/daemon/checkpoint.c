@@ -263,6 +263,7 @@ struct dump_req {
 	const char *codec;
 	int leave_running, tcp_established, tcp_close, file_locks, force;
 	json_t *external;
+	int leave_stopped; /* migration: CRIU --leave-stopped, the job stays frozen */
 };
 
 static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
@@ -277,6 +278,9 @@ static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
 				&d->tcp_established, "tcp_close", &d->tcp_close, "file_locks",
 				&d->file_locks, "force", &d->force, "external", &d->external))
 		return fail(op, 400, "dump needs \"dir\" (and typed options: see docs/api.md)");
+	if (json_unpack(req, "{s?b}", "leave_stopped", &d->leave_stopped) ||
+	    (d->leave_stopped && d->leave_running))
+		return fail(op, 400, "\"leave_stopped\" is a boolean, exclusive of leave_running");
 	if (d->stream < 0 || d->stream > MAX_SHARDS)
 		return fail(op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
 	if (d->codec && !d->stream)
@@ -353,6 +357,8 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 		argv[n++] = "--unprivileged";
 	if (d->leave_running)
 		argv[n++] = "--leave-running";
+	if (d->leave_stopped)
+		argv[n++] = "--leave-stopped";
 	if (d->tcp_established) {
 		argv[n++] = "--tcp-established";
 		json_array_append_new(opts, json_string("--tcp-established"));
@@ -445,7 +451,8 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	c.stats = json_dumps(stats, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	ret = db_ckpt_insert(&c);
 	if (!ret)
-		ret = db_job_checkpointed(op->job.id, op->dir, !d->leave_running);
+		ret = db_job_checkpointed(op->job.id, op->dir,
+					  !d->leave_running && !d->leave_stopped);
 	if (ret) {
 		free(c.criu_opts);
 		free(c.stats);
@@ -569,7 +576,7 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		dump_failed(&op, "");
 		goto out;
 	}
-	if (!d.leave_running)
+	if (!d.leave_running && !d.leave_stopped)
 		jobs_wait_reaped(id, 5000);
 	if (op.job.gpu &&
 	    gpu_dump_end(&op, &gpu_host, &gpu_st, d.leave_running, &gpu_suspended)) {

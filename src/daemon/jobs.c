@@ -21,6 +21,7 @@
 
 #include "gpu.h"
 #include "log.h"
+#include "migrate.h"
 #include "util.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -262,6 +263,8 @@ const char *job_status(const struct job *j)
 		return "JOB_KILLED";
 	if (!strcmp(j->state, ST_FAILED))
 		return "JOB_FAILED";
+	if (!strcmp(j->state, ST_MIGRATED))
+		return "JOB_MIGRATED";
 	return "JOB_DONE";
 }
 

@@ -20,6 +20,7 @@
 #include "db.h"
 #include "jobs.h"
 #include "log.h"
+#include "migrate.h"
 #include "server.h"
 #include "util.h"
 
@@ -36,6 +37,9 @@ static void usage(FILE *f)
 		   "STASIS_STATE_DIR)\n"
 		   "  --log-file FILE   also append the daemon's messages to FILE\n"
 		   "  --debug           verbose messages\n"
+		   "  --listen ADDR:PORT  accept migrated jobs from other daemons over TLS\n"
+		   "                    (off by default; needs --token-file)\n"
+		   "  --token-file F    shared migration token (mode 0600; docs/migration.md)\n"
 		   "\n"
 		   "Runs in the foreground; `stasis daemon start` starts it detached.\n",
 		DEFAULT_SOCKET, DEFAULT_STATE);
@@ -94,12 +98,16 @@ int main(int argc, char **argv)
 		{ "state-dir", required_argument, NULL, 'S' },
 		{ "log-file", required_argument, NULL, 'l' },
 		{ "debug", no_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "token-file", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *sock = env_or("STASIS_SOCKET", DEFAULT_SOCKET);
 	const char *state = env_or("STASIS_STATE_DIR", DEFAULT_STATE);
-	const char *logfile = NULL;
+	const char *logfile = NULL, *listen_addr = NULL, *token_file = NULL;
+	struct migrate_config mcfg;
+	char merr[1024];
 	char self[PATH_MAX], streamer[PATH_MAX + 32], dbpath[PATH_MAX + 32], state_abs[PATH_MAX];
 	struct api_config cfg;
 	sigset_t set;
@@ -113,6 +121,8 @@ int main(int argc, char **argv)
 		case 'S': state = optarg; break;
 		case 'l': logfile = optarg; break;
 		case 'd': log_set_level(LOG_DEBUG); break;
+		case 'L': listen_addr = optarg; break;
+		case 'T': token_file = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -146,6 +156,15 @@ int main(int argc, char **argv)
 		.criu = env_or("STASIS_CRIU", DEFAULT_CRIU), .streamer = streamer, .self_exe = self,
 	};
 	api_init(&cfg);
+	mcfg = (struct migrate_config){ .state_dir = state_abs, .streamer = streamer,
+					.token_file = token_file };
+	if (migrate_init(&mcfg, merr, sizeof(merr)) ||
+	    (listen_addr && migrate_listen_start(listen_addr, merr, sizeof(merr)))) {
+		log_err("migration: %s", merr);
+		return 1;
+	}
+	if (listen_addr)
+		log_info("accepting migrations on %s (TLS, token %s)", listen_addr, token_file);
 
 	/* Signals are taken by sigwait() below; every thread inherits the mask. */
 	signal(SIGPIPE, SIG_IGN);
@@ -168,6 +187,7 @@ int main(int argc, char **argv)
 			jobs_reap_orphans();
 	log_info("stopping (signal %d); jobs keep running", sig);
 	server_stop();
+	migrate_listen_stop();
 	db_close();
 	return 0;
 }

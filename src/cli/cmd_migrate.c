@@ -1,0 +1,129 @@
+/*
+ * cmd_migrate.c - stasis migrate job ID --to HOST:PORT [--stream N]
+ * [--token-file F]: move a running job to the daemon at HOST:PORT, which
+ * restores it there; the job is killed here only once it runs there.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "migrate_cli.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: stasis migrate job ID --to HOST:PORT [--stream N] [--token-file F]\n"
+	           "                            [--codec C] [--json]\n"
+	           "\n"
+	           "Dumps job ID (frozen, not killed) while its shards stream over TLS to the\n"
+	           "stasisd listening on HOST:PORT (stasisd --listen), which verifies every\n"
+	           "checksum, records the job and restores it. Only then is the job killed here\n"
+	           "and marked JOB_MIGRATED; on any failure it resumes here and the error says\n"
+	           "what failed. The job's log travels with it; its other files must be at the\n"
+	           "same paths on the target.\n"
+	           "\n"
+	           "  --to HOST:PORT     the target daemon's --listen address\n"
+	           "  --stream N         shards (parallel streams), default 2\n"
+	           "  --codec C          lz4 (default), zstd[:L] or none\n"
+	           "  --token-file F     shared token (mode 0600); default: $STASIS_TOKEN_FILE,\n"
+	           "                     else the local daemon's own --token-file\n"
+	           "  --json             print the daemon's full answer\n");
+}
+
+static void print_result(json_t *r)
+{
+	json_t *t = json_object_get(r, "timings");
+	char *tt = json_dumps(t, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	char bytes[32];
+
+	printf("Success job=%s target=%s PID=%lld bytes=%s timings=%s\n",
+	       json_string_value(json_object_get(r, "job")),
+	       json_string_value(json_object_get(r, "target")),
+	       json_integer_value(json_object_get(r, "target_pid")),
+	       human_bytes((double)json_integer_value(json_object_get(r, "bytes")), bytes,
+	                   sizeof(bytes)),
+	       tt ? tt : "{}");
+	free(tt);
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"to", required_argument, NULL, 't'},
+	        {"stream", required_argument, NULL, 's'},
+	        {"codec", required_argument, NULL, 'c'},
+	        {"token-file", required_argument, NULL, 'T'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
+	};
+	const char *id = NULL, *to = NULL, *token_file = getenv("STASIS_TOKEN_FILE");
+	json_t *req = json_object();
+	bool as_json = false;
+	char path[512], *esc, *end;
+	struct reply r;
+	int c, ret;
+	long n;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			to = optarg;
+			break;
+		case 's':
+			n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 64) {
+				die_msg("--stream wants a shard count from 1 to 64, got '%s'",
+				        optarg);
+				json_decref(req);
+				return 2;
+			}
+			json_object_set_new(req, "stream", json_integer(n));
+			break;
+		case 'c':
+			json_object_set_new(req, "codec", json_string(optarg));
+			break;
+		case 'T':
+			token_file = optarg;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			json_decref(req);
+			return 0;
+		default:
+			usage(stderr);
+			json_decref(req);
+			return 2;
+		}
+	}
+	if (parse_job_arg(argc, argv, optind, &id) || !to) {
+		die_msg("usage: stasis migrate job ID --to HOST:PORT [--stream N] [--token-file "
+		        "F]");
+		json_decref(req);
+		return 2;
+	}
+	json_object_set_new(req, "to", json_string(to));
+	if (token_file && *token_file && cli_add_token(req, token_file)) {
+		json_decref(req);
+		return 1;
+	}
+	esc = url_escape(id);
+	snprintf(path, sizeof(path), "/v1/jobs/%s/migrate", esc);
+	ret = api("POST", path, req, &r);
+	if (!ret) {
+		if (as_json) {
+			json_dumpf(r.json, stdout, JSON_INDENT(2));
+			putchar('\n');
+		} else {
+			print_result(r.json);
+		}
+	}
+	reply_free(&r);
+	json_decref(req);
+	free(esc);
+	return ret ? 1 : 0;
+}

@@ -1,0 +1,131 @@
+/*
+ * migrate.c - configuration and housekeeping shared by both halves of
+ * migration: directories, the default token, and the sweep of transfers a
+ * crash left behind.
+ */
+#include "migrate_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jobs.h"
+#include "log.h"
+#include "util.h"
+
+struct mg_state mg;
+
+int mg_rmdir_flat(const char *path)
+{
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct dirent *e;
+	DIR *d;
+
+	if (dfd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	d = fdopendir(dfd);
+	if (!d) {
+		close(dfd);
+		return -errno;
+	}
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dfd, e->d_name, 0);
+	closedir(d);
+	return rmdir(path) ? -errno : 0;
+}
+
+int mg_key(const char *token, struct tp_key *key, char *err, size_t errlen)
+{
+	if (token && *token)
+		return tp_key_from_token(token, strlen(token), key, err, errlen);
+	if (!mg.have_token) {
+		snprintf(err, errlen, "no token: give --token-file (stasisd has none configured)");
+		return -1;
+	}
+	return tp_key_from_file(mg.token_file, key, err, errlen);
+}
+
+/* Remove STATE/DIR/PREFIX* left by a daemon that died mid-transfer. */
+static void sweep(const char *dir, const char *prefix)
+{
+	char path[8192];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	while (d && (e = readdir(d))) {
+		if (prefix && strncmp(e->d_name, prefix, strlen(prefix)))
+			continue;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (!mg_rmdir_flat(path))
+			log_info("removed %s, left by an interrupted transfer", path);
+	}
+	if (d)
+		closedir(d);
+}
+
+int migrate_init(const struct migrate_config *cfg, char *err, size_t errlen)
+{
+	snprintf(mg.state_dir, sizeof(mg.state_dir), "%s", cfg->state_dir);
+	snprintf(mg.received, sizeof(mg.received), "%s/received", cfg->state_dir);
+	snprintf(mg.outgoing, sizeof(mg.outgoing), "%s/migrate", cfg->state_dir);
+	snprintf(mg.streamer, sizeof(mg.streamer), "%s", cfg->streamer);
+	mg.have_token = cfg->token_file && *cfg->token_file;
+	if (mg.have_token) {
+		struct tp_key k;
+
+		snprintf(mg.token_file, sizeof(mg.token_file), "%s", cfg->token_file);
+		/* Refuse to start with a token file that is unreadable or too open. */
+		if (tp_key_from_file(mg.token_file, &k, err, errlen))
+			return -1;
+	}
+	/* 0711: owners of jobs reach their own checkpoint (the streamer runs as
+	 * them) by name, and list nothing. */
+	if ((mkdir(mg.received, 0711) && errno != EEXIST) ||
+	    (mkdir(mg.outgoing, 0711) && errno != EEXIST) || chmod(mg.received, 0711) ||
+	    chmod(mg.outgoing, 0711)) {
+		snprintf(err, errlen, "cannot create %s or %s: %s", mg.received, mg.outgoing,
+		         strerror(errno));
+		return -1;
+	}
+	sweep(mg.received, MG_INCOMING);
+	/* Source-side windows hold nothing worth keeping once the daemon restarts. */
+	sweep(mg.outgoing, NULL);
+	return 0;
+}
+
+static void reply(struct api_resp *rs, int code, json_t *out, const char *err)
+{
+	rs->status = code;
+	rs->json = code >= 300 ? json_pack("{s:s}", "error", err) : out;
+}
+
+void migrate_h_job(const struct api_req *rq, struct api_resp *rs, const char *id)
+{
+	char err[2048] = "";
+	json_t *out = NULL;
+	int code;
+
+	if (!job_id_valid(id)) {
+		snprintf(err, sizeof(err), "no such job: %s", id);
+		code = 404;
+	} else {
+		code = migrate_job(rq->caller, id, rq->body, &out, err, sizeof(err));
+	}
+	reply(rs, code, out, err);
+}
+
+void migrate_h_push(const struct api_req *rq, struct api_resp *rs)
+{
+	char err[2048] = "";
+	json_t *out = NULL;
+	int code = migrate_push(rq->caller, rq->body, &out, err, sizeof(err));
+
+	reply(rs, code, out, err);
+}

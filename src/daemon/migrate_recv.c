@@ -1,0 +1,740 @@
+/*
+ * migrate_recv.c - the receiving daemon: a TLS-PSK listener that takes
+ * checkpoints from other daemons, verifies them, records them and, for a
+ * migration, restores the job (protocol: docs/migration.md).
+ *
+ * Why the order of the steps matters: the sender keeps its job frozen until
+ * we answer, and resumes it on anything but a success. So we check what can
+ * be checked before any data flows (token, job ID free here, workload files
+ * present), write into a dot-prefixed temp dir that nothing else treats as a
+ * checkpoint, verify every file's checksum as it arrives and every chunk's
+ * with `stasis-streamer inspect --verify` at the end, and only then rename it
+ * into place and touch the database. A failed restore undoes the records, so
+ * a job never exists on both hosts as "the" job.
+ */
+#include "migrate_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "checkpoint.h"
+#include "ckdir.h"
+#include "db.h"
+#include "jobs.h"
+#include "log.h"
+#include "manifest.h"
+#include "migrate_files.h"
+#include "proc.h"
+#include "util.h"
+
+#define MAX_RX_FILES      256
+#define MAX_RX_CONNS      8
+#define VERIFY_TIMEOUT_MS 600000
+
+static int listen_fd = -1;
+static int stop_pipe[2] = {-1, -1};
+static pthread_t accept_tid;
+static atomic_int active_conns;
+
+struct rx_file {
+	char name[256];
+	int fd;
+	uint64_t size;
+	XXH3_state_t *hs;
+	bool ended;
+};
+
+struct rx {
+	struct tp_conn *c;
+	char peer[80];
+	char op[16];
+	char id[JOB_ID_MAX + 1];
+	bool busy;      /* holds jobs_busy for id */
+	json_t *job;    /* the job record as sent */
+	char tmp[4096]; /* STATE/received/.incoming-... */
+	int tfd;
+	char final[4096]; /* STATE/received/ID-MS once committed */
+	struct rx_file files[MAX_RX_FILES];
+	uint64_t bytes, t_start, t_data_end, t_verify, t_restore;
+	char err[1024];
+};
+
+static int rx_fail(struct rx *rx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int rx_fail(struct rx *rx, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(rx->err, sizeof(rx->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int answer(struct rx *rx, json_t *obj)
+{
+	int rc = tp_send_json(rx->c, TP_ANSWER, obj);
+
+	json_decref(obj);
+	return rc;
+}
+
+/* ---- handshake-level messages ---- */
+
+static int rx_hello(struct rx *rx)
+{
+	const char *op = NULL, *id = NULL;
+	json_t *h;
+	int proto = 0;
+
+	if (tp_recv_json(rx->c, TP_HELLO, &h))
+		return rx_fail(rx, "%s", tp_error(rx->c));
+	if (json_unpack(h, "{s:i, s:s, s:s}", "proto", &proto, "op", &op, "job", &id) ||
+	    proto != TP_PROTO_VERSION || (strcmp(op, "migrate") && strcmp(op, "push")) ||
+	    !job_id_valid(id)) {
+		json_decref(h);
+		return rx_fail(rx, "bad HELLO (protocol %d, this host speaks %d)", proto,
+		               TP_PROTO_VERSION);
+	}
+	snprintf(rx->op, sizeof(rx->op), "%s", op);
+	snprintf(rx->id, sizeof(rx->id), "%s", id);
+	json_decref(h);
+	h = json_pack("{s:i, s:b}", "proto", TP_PROTO_VERSION, "ok", 1);
+	if (tp_send_json(rx->c, TP_HELLO, h)) {
+		json_decref(h);
+		return rx_fail(rx, "%s", tp_error(rx->c));
+	}
+	json_decref(h);
+	return 0;
+}
+
+/* The log must land where CRIU will look for it: this host's log of that ID. */
+static int expected_log(struct rx *rx, const char *log, char *path, size_t len)
+{
+	if ((size_t)snprintf(path, len, "%s/logs/%s.log", mg.state_dir, rx->id) >= len)
+		return rx_fail(rx, "log path too long");
+	if (log && strcmp(log, path))
+		return rx_fail(rx,
+		               "the job's log is %s on the source but would be %s here: both "
+		               "daemons need the same --state-dir",
+		               log, path);
+	return 0;
+}
+
+/* JOB: who the job is, and what it needs here. Checked before any data flows. */
+static int rx_job(struct rx *rx)
+{
+	const char *id = NULL, *log = NULL;
+	char path[4096], ms[32];
+	unsigned char rnd[4];
+	struct job existing;
+	json_t *j, *files = NULL;
+	const char *cur;
+
+	if (tp_recv_json(rx->c, TP_JOB, &j))
+		return rx_fail(rx, "%s", tp_error(rx->c));
+	rx->job = json_incref(json_object_get(j, "job"));
+	files = json_object_get(j, "files");
+	if (!json_is_object(rx->job) ||
+	    json_unpack(rx->job, "{s:s, s?s}", "id", &id, "log", &log) || strcmp(id, rx->id)) {
+		json_decref(j);
+		return rx_fail(rx, "bad JOB message");
+	}
+	if (expected_log(rx, log, path, sizeof(path))) {
+		json_decref(j);
+		return -1;
+	}
+	if (!db_job_get(rx->id, &existing)) {
+		rx_fail(rx, "a job named %s already exists on this host (%s): remove it first",
+		        rx->id, existing.state);
+		job_free(&existing);
+		json_decref(j);
+		return -1;
+	}
+	if (!jobs_busy_begin(rx->id, "receive", &cur)) {
+		json_decref(j);
+		return rx_fail(rx, "job %s is busy here (%s in progress)", rx->id, cur);
+	}
+	rx->busy = true;
+	if (json_is_array(files) && mfiles_check(files, rx->err, sizeof(rx->err))) {
+		json_decref(j);
+		return -1;
+	}
+	json_decref(j);
+
+	getrandom(rnd, sizeof(rnd), 0);
+	snprintf(ms, sizeof(ms), "%" PRIu64, wall_ms());
+	snprintf(rx->tmp, sizeof(rx->tmp), "%s/%s%s-%s-%02x%02x%02x%02x", mg.received, MG_INCOMING,
+	         rx->id, ms, rnd[0], rnd[1], rnd[2], rnd[3]);
+	snprintf(rx->final, sizeof(rx->final), "%s/%s-%s", mg.received, rx->id, ms);
+	if (mkdir(rx->tmp, 0700))
+		return rx_fail(rx, "cannot create %s: %s", rx->tmp, strerror(errno));
+	rx->tfd = open(rx->tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (rx->tfd < 0)
+		return rx_fail(rx, "cannot open %s: %s", rx->tmp, strerror(errno));
+	return answer(rx, json_pack("{s:b, s:s}", "ok", 1, "stage", "job")) ? -1 : 0;
+}
+
+/* ---- files ---- */
+
+static bool name_ok(const char *name)
+{
+	return manifest_name_ok(name) && name[0] != '.';
+}
+
+static int rx_file_open(struct rx *rx, const char *buf, size_t len)
+{
+	json_t *j = json_loadb(buf, len, 0, NULL);
+	const char *name = NULL;
+	struct rx_file *f;
+	int id = -1;
+
+	if (!j || json_unpack(j, "{s:i, s:s}", "id", &id, "name", &name) || id < 0 ||
+	    id >= MAX_RX_FILES || !name_ok(name)) {
+		json_decref(j);
+		return rx_fail(rx, "protocol error: bad FILE message");
+	}
+	f = &rx->files[id];
+	if (f->hs) {
+		json_decref(j);
+		return rx_fail(rx, "protocol error: file id %d opened twice", id);
+	}
+	for (int i = 0; i < MAX_RX_FILES; i++)
+		if (rx->files[i].hs && !strcmp(rx->files[i].name, name)) {
+			json_decref(j);
+			return rx_fail(rx, "protocol error: file %s sent twice", name);
+		}
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	json_decref(j);
+	f->fd = openat(rx->tfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	               0600);
+	if (f->fd < 0)
+		return rx_fail(rx, "cannot create %s/%s: %s", rx->tmp, f->name, strerror(errno));
+	f->hs = XXH3_createState();
+	if (!f->hs)
+		return rx_fail(rx, "out of memory");
+	XXH3_64bits_reset(f->hs);
+	return 0;
+}
+
+static struct rx_file *rx_file_get(struct rx *rx, uint32_t id)
+{
+	if (id >= MAX_RX_FILES || !rx->files[id].hs || rx->files[id].ended) {
+		rx_fail(rx, "protocol error: data for file id %u, which is not open", id);
+		return NULL;
+	}
+	return &rx->files[id];
+}
+
+static int rx_data(struct rx *rx, const unsigned char *buf, size_t len)
+{
+	struct rx_file *f;
+	uint32_t id;
+	int ret;
+
+	if (len < 4)
+		return rx_fail(rx, "protocol error: short DATA frame");
+	memcpy(&id, buf, 4);
+	f = rx_file_get(rx, ntohl(id));
+	if (!f)
+		return -1;
+	ret = write_all(f->fd, buf + 4, len - 4);
+	if (ret)
+		return rx_fail(rx, "%s writing %s/%s%s",
+		               ret == -ENOSPC ? "disk full" : strerror(-ret), rx->tmp, f->name,
+		               ret == -ENOSPC ? " (No space left on device)" : "");
+	XXH3_64bits_update(f->hs, buf + 4, len - 4);
+	f->size += len - 4;
+	rx->bytes += len - 4;
+	return 0;
+}
+
+static int rx_file_end(struct rx *rx, const char *buf, size_t len)
+{
+	json_t *j = json_loadb(buf, len, 0, NULL);
+	json_int_t id = -1, size = -1;
+	const char *sum = NULL;
+	struct rx_file *f;
+	char mine[17];
+
+	if (!j || json_unpack(j, "{s:I, s:I, s:s}", "id", &id, "size", &size, "xxh3", &sum) ||
+	    id < 0) {
+		json_decref(j);
+		return rx_fail(rx, "protocol error: bad END message");
+	}
+	f = rx_file_get(rx, (uint32_t)id);
+	if (!f) {
+		json_decref(j);
+		return -1;
+	}
+	snprintf(mine, sizeof(mine), "%016" PRIx64, (uint64_t)XXH3_64bits_digest(f->hs));
+	if ((uint64_t)size != f->size || strcmp(sum, mine)) {
+		rx_fail(rx,
+		        "%s arrived damaged: %" PRIu64 " bytes, xxh3 %s; the source sent %lld "
+		        "bytes, xxh3 %s",
+		        f->name, f->size, mine, (long long)size, sum);
+		json_decref(j);
+		return -1;
+	}
+	json_decref(j);
+	if (fsync(f->fd))
+		return rx_fail(rx, "%s writing %s/%s",
+		               errno == ENOSPC ? "disk full" : strerror(errno), rx->tmp, f->name);
+	close(f->fd);
+	f->fd = -1;
+	f->ended = true;
+	return 0;
+}
+
+/* Take frames until COMMIT; *COMMIT gets its JSON. */
+static int rx_stream(struct rx *rx, json_t **commit)
+{
+	for (;;) {
+		enum tp_type t;
+		size_t len;
+		void *buf;
+		int ret = 0;
+
+		if (tp_recv(rx->c, &t, &buf, &len))
+			return rx_fail(rx, "%s", tp_error(rx->c));
+		switch (t) {
+		case TP_FILE:
+			ret = rx_file_open(rx, buf, len);
+			break;
+		case TP_DATA:
+			ret = rx_data(rx, buf, len);
+			break;
+		case TP_END:
+			ret = rx_file_end(rx, buf, len);
+			break;
+		case TP_COMMIT:
+			*commit = json_loadb(buf, len, 0, NULL);
+			free(buf);
+			return json_is_object(*commit) ? 0
+			                               : rx_fail(rx, "protocol error: bad COMMIT");
+		case TP_ABORT: {
+			json_t *j = json_loadb(buf, len, 0, NULL);
+			const char *e = json_string_value(json_object_get(j, "error"));
+
+			rx_fail(rx, "the source gave up: %s", e ? e : "no reason given");
+			json_decref(j);
+			free(buf);
+			return -2; /* no answer expected */
+		}
+		default:
+			ret = rx_fail(rx, "protocol error: unexpected %s frame", tp_type_name(t));
+		}
+		free(buf);
+		if (ret)
+			return ret;
+	}
+}
+
+/* ---- commit ---- */
+
+static bool have_file(struct rx *rx, const char *name)
+{
+	for (int i = 0; i < MAX_RX_FILES; i++)
+		if (rx->files[i].hs && rx->files[i].ended && !strcmp(rx->files[i].name, name))
+			return true;
+	return false;
+}
+
+/* Decompress every chunk and check its checksum with the streamer itself. */
+static int rx_verify(struct rx *rx)
+{
+	char *argv[] = {mg.streamer, "-D", rx->tmp, "inspect", "--verify", NULL};
+	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd = -1, .umask = 077};
+	char logpath[4200], *text = NULL, *last;
+	struct manifest m;
+	const char *phase;
+	int fd, ret, status = 0;
+	pid_t pid;
+
+	for (int i = 0; i < MAX_RX_FILES; i++)
+		if (rx->files[i].hs && !rx->files[i].ended)
+			return rx_fail(rx, "%s was not sent completely", rx->files[i].name);
+	if (!have_file(rx, MANIFEST_NAME) || !have_file(rx, CK_MARKER))
+		return rx_fail(rx, "the checkpoint arrived without %s",
+		               have_file(rx, MANIFEST_NAME) ? CK_MARKER : MANIFEST_NAME);
+	ret = manifest_load(rx->tmp, &m, rx->err, sizeof(rx->err));
+	if (ret)
+		return -1;
+	manifest_free(&m);
+	snprintf(logpath, sizeof(logpath), "%s/verify.log", rx->tmp);
+	fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	o.stdout_fd = fd;
+	o.stderr_fd = fd;
+	ret = spawn(&o, &pid, &phase);
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		return rx_fail(rx, "cannot run %s (%s): %s", mg.streamer, phase, strerror(-ret));
+	ret = wait_child(pid, &status, VERIFY_TIMEOUT_MS);
+	if (!ret && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		unlink(logpath);
+		return 0;
+	}
+	read_file(logpath, &text, NULL);
+	while (text && *text && (last = strrchr(text, '\n')) && !last[1])
+		*last = '\0';
+	last = text ? strrchr(text, '\n') : NULL;
+	rx_fail(rx, "checksum verification failed: %s",
+	        last ? last + 1 : (text && *text ? text : "see the streamer's output"));
+	free(text);
+	return -1;
+}
+
+static int job_from_json(json_t *o, struct job *j)
+{
+	const char *id, *cmd, *wd, *log, *state;
+	json_t *groups = NULL, *env = NULL;
+	json_int_t uid, gid, start = 0, created = 0;
+	int pid = 0, gpu = 0;
+
+	memset(j, 0, sizeof(*j));
+	if (json_unpack(o, "{s:s, s:I, s:I, s?o, s:s, s:s, s?o, s:s, s?b, s:i, s?I, s:s, s?I}",
+	                "id", &id, "uid", &uid, "gid", &gid, "groups", &groups, "cmd", &cmd,
+	                "workdir", &wd, "env", &env, "log", &log, "gpu", &gpu, "pid", &pid,
+	                "start_time", &start, "state", &state, "created_ms", &created))
+		return -1;
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	j->uid = (uid_t)uid;
+	j->gid = (gid_t)gid;
+	j->groups =
+	        json_dumps(groups && json_is_array(groups) ? groups : json_array(), JSON_COMPACT);
+	j->cmd = strdup(cmd);
+	j->workdir = strdup(wd);
+	j->env = json_dumps(env && json_is_array(env) ? env : json_array(), JSON_COMPACT);
+	j->log = strdup(log);
+	j->gpu = gpu;
+	j->pid = pid;
+	j->start = (uint64_t)start;
+	snprintf(j->state, sizeof(j->state), "%s", ST_KILLED);
+	j->exit_code = -1;
+	j->signal = 0;
+	j->created = created;
+	j->updated = (int64_t)wall_ms();
+	return 0;
+}
+
+static int ckpt_from_json(json_t *o, const char *dir, const char *id, struct ckpt *c)
+{
+	const char *codec = "", *opts = NULL;
+	json_t *jopts = NULL;
+	json_int_t uid = 0;
+	int pid = 0, streamed = 0, shards = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (!o ||
+	    json_unpack(o, "{s:I, s:i, s?b, s?i, s?s, s?o}", "uid", &uid, "pid", &pid, "streamed",
+	                &streamed, "shards", &shards, "codec", &codec, "criu_opts", &jopts))
+		return -1;
+	(void)opts;
+	snprintf(c->job, sizeof(c->job), "%s", id);
+	c->dir = strdup(dir);
+	c->uid = (uid_t)uid;
+	c->pid = pid;
+	c->streamed = true;
+	c->shards = shards;
+	c->codec = strdup(codec);
+	c->criu_opts =
+	        json_dumps(jopts && json_is_array(jopts) ? jopts : json_array(), JSON_COMPACT);
+	c->stats = strdup("{}");
+	c->digest = strdup("");
+	c->created = (int64_t)wall_ms();
+	return 0;
+}
+
+/* Put the log where the job had it, then the checkpoint where it belongs. */
+static int rx_place(struct rx *rx, struct job *j)
+{
+	char from[4200], logpath[4096];
+	int dfd;
+
+	if (expected_log(rx, j->log, logpath, sizeof(logpath)))
+		return -1;
+	if (have_file(rx, MG_LOG_NAME)) {
+		snprintf(from, sizeof(from), "%s/%s", rx->tmp, MG_LOG_NAME);
+		unlink(logpath);
+		if (rename(from, logpath) || chown(logpath, j->uid, j->gid))
+			return rx_fail(rx, "cannot put the job's log at %s: %s", logpath,
+			               strerror(errno));
+	}
+	if (rename(rx->tmp, rx->final))
+		return rx_fail(rx, "cannot rename %s to %s: %s", rx->tmp, rx->final,
+		               strerror(errno));
+	rx->tmp[0] = '\0';
+	fsync_dir(mg.received);
+	dfd = ckdir_open(rx->final);
+	if (dfd >= 0) {
+		ckdir_seal(dfd, j->uid, j->gid);
+		close(dfd);
+	}
+	return 0;
+}
+
+/* Undo rx_place and the records: the source keeps (resumes) the job. */
+static void rx_undo(struct rx *rx, struct job *j)
+{
+	db_ckpt_delete_job(rx->id);
+	db_job_delete(rx->id);
+	if (j->log)
+		unlink(j->log);
+	if (rx->final[0] && !access(rx->final, F_OK))
+		mg_rmdir_flat(rx->final);
+}
+
+static int rx_restore(struct rx *rx, struct job *j, json_t **res)
+{
+	struct creds root = {0};
+	json_t *req = json_pack("{s:s}", "dir", rx->final);
+	char err[1024] = "";
+	int code;
+
+	/* ckpt_restore takes the job's busy mark itself. */
+	jobs_busy_end(rx->id);
+	rx->busy = false;
+	code = ckpt_restore(&root, rx->id, req, res, err, sizeof(err));
+	json_decref(req);
+	if (code != 200) {
+		rx_fail(rx, "restore failed on the target: %s", err);
+		rx_undo(rx, j);
+		return -1;
+	}
+	return 0;
+}
+
+static int rx_commit(struct rx *rx, json_t *commit, json_t **res)
+{
+	json_t *ck = json_object_get(commit, "checkpoint");
+	bool restore = json_is_true(json_object_get(commit, "restore"));
+	struct ckpt c;
+	struct job j;
+	int ret = -1;
+
+	rx->t_data_end = now_ms();
+	if (rx_verify(rx))
+		return -1;
+	rx->t_verify = now_ms();
+	if (job_from_json(rx->job, &j))
+		return rx_fail(rx, "protocol error: bad job record");
+	if (ckpt_from_json(ck, rx->final, rx->id, &c)) {
+		job_free(&j);
+		return rx_fail(rx, "protocol error: bad checkpoint record");
+	}
+	if (rx_place(rx, &j))
+		goto out;
+	free(j.checkpoint);
+	j.checkpoint = strdup(rx->final);
+	if (db_job_insert(&j) || db_ckpt_insert(&c)) {
+		rx_fail(rx, "cannot record job %s in this host's database", rx->id);
+		rx_undo(rx, &j);
+		goto out;
+	}
+	log_info("received job %s from %s into %s (%" PRIu64 " bytes)", rx->id, rx->peer, rx->final,
+	         rx->bytes);
+	ret = restore ? rx_restore(rx, &j, res) : 0;
+	rx->t_restore = now_ms();
+	if (!ret && restore)
+		log_info("job %s restored after migration from %s", rx->id, rx->peer);
+out:
+	job_free(&j);
+	ckpt_free(&c);
+	return ret;
+}
+
+/* The sender never got our success: it resumes its copy, so ours must go. */
+static void rx_unrestore(struct rx *rx, json_t *res)
+{
+	struct job j;
+	pid_t pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	jobs_wait_reaped(rx->id, 5000);
+	if (!db_job_get(rx->id, &j)) {
+		rx_undo(rx, &j);
+		job_free(&j);
+	}
+	log_warn("job %s: the source did not get our answer; restored copy removed", rx->id);
+}
+
+static void rx_cleanup(struct rx *rx)
+{
+	for (int i = 0; i < MAX_RX_FILES; i++) {
+		if (rx->files[i].fd > 0)
+			close(rx->files[i].fd);
+		if (rx->files[i].hs)
+			XXH3_freeState(rx->files[i].hs);
+	}
+	if (rx->tfd >= 0)
+		close(rx->tfd);
+	if (rx->tmp[0] && mg_rmdir_flat(rx->tmp) == 0)
+		log_info("removed incomplete transfer %s", rx->tmp);
+	if (rx->busy)
+		jobs_busy_end(rx->id);
+	json_decref(rx->job);
+	tp_close(rx->c);
+}
+
+static void *rx_thread(void *p)
+{
+	struct rx *rx = p;
+	json_t *commit = NULL, *res = NULL, *ans;
+	int ret;
+
+	rx->t_start = now_ms();
+	snprintf(rx->peer, sizeof(rx->peer), "%s", tp_peer(rx->c));
+	ret = rx_hello(rx);
+	if (!ret)
+		ret = rx_job(rx);
+	if (!ret)
+		ret = rx_stream(rx, &commit);
+	if (!ret)
+		ret = rx_commit(rx, commit, &res);
+	if (ret) {
+		log_warn("transfer%s%s from %s failed: %s", rx->id[0] ? " of job " : "", rx->id,
+		         rx->peer, rx->err);
+		if (ret != -2)
+			answer(rx, json_pack("{s:b, s:s}", "ok", 0, "error", rx->err));
+	} else {
+		ans = json_pack("{s:b, s:s, s:s, s:I, s:{s:I, s:I, s:I}}", "ok", 1, "job", rx->id,
+		                "checkpoint", rx->final, "bytes", (json_int_t)rx->bytes, "timings",
+		                "receive_ms", (json_int_t)(rx->t_data_end - rx->t_start),
+		                "verify_ms", (json_int_t)(rx->t_verify - rx->t_data_end),
+		                "restore_ms", (json_int_t)(rx->t_restore - rx->t_verify));
+		if (res) {
+			json_object_set(ans, "pid", json_object_get(res, "pid"));
+			json_object_set(ans, "restore", res);
+		}
+		if (answer(rx, ans) && res)
+			rx_unrestore(rx, res);
+	}
+	json_decref(commit);
+	json_decref(res);
+	rx_cleanup(rx);
+	free(rx);
+	atomic_fetch_sub(&active_conns, 1);
+	return NULL;
+}
+
+/* Handshake in the connection's own thread: a slow peer blocks nobody. */
+struct conn_arg {
+	int fd;
+};
+
+static void *conn_thread(void *p)
+{
+	struct conn_arg *a = p;
+	struct tp_key key;
+	struct rx *rx;
+	char err[512];
+
+	if (mg_key(NULL, &key, err, sizeof(err)) || !(rx = calloc(1, sizeof(*rx)))) {
+		close(a->fd);
+		free(a);
+		atomic_fetch_sub(&active_conns, 1);
+		return NULL;
+	}
+	rx->tfd = -1;
+	for (int i = 0; i < MAX_RX_FILES; i++)
+		rx->files[i].fd = -1;
+	if (tp_accept_fd(a->fd, &key, &rx->c, err, sizeof(err))) {
+		log_warn("refused connection: %s", err);
+		free(rx);
+		free(a);
+		atomic_fetch_sub(&active_conns, 1);
+		return NULL;
+	}
+	free(a);
+	return rx_thread(rx);
+}
+
+static void *accept_thread(void *unused)
+{
+	(void)unused;
+	for (;;) {
+		struct pollfd pf[2] = {{.fd = listen_fd, .events = POLLIN},
+		                       {.fd = stop_pipe[0], .events = POLLIN}};
+		struct conn_arg *a;
+		pthread_attr_t attr;
+		pthread_t th;
+		int fd;
+
+		if (poll(pf, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[1].revents)
+			break;
+		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (atomic_fetch_add(&active_conns, 1) >= MAX_RX_CONNS) {
+			atomic_fetch_sub(&active_conns, 1);
+			log_warn("refused connection: %d transfers in progress already",
+			         MAX_RX_CONNS);
+			close(fd);
+			continue;
+		}
+		a = malloc(sizeof(*a));
+		if (!a) {
+			close(fd);
+			atomic_fetch_sub(&active_conns, 1);
+			continue;
+		}
+		a->fd = fd;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, conn_thread, a)) {
+			close(fd);
+			free(a);
+			atomic_fetch_sub(&active_conns, 1);
+		}
+		pthread_attr_destroy(&attr);
+	}
+	return NULL;
+}
+
+int migrate_listen_start(const char *addrport, char *err, size_t errlen)
+{
+	if (!mg.have_token) {
+		snprintf(err, errlen, "--listen needs --token-file: no unauthenticated listener");
+		return -1;
+	}
+	if (tp_listen(addrport, &listen_fd, err, errlen))
+		return -1;
+	if (pipe2(stop_pipe, O_CLOEXEC) || pthread_create(&accept_tid, NULL, accept_thread, NULL)) {
+		snprintf(err, errlen, "cannot start the listener thread: %s", strerror(errno));
+		close(listen_fd);
+		listen_fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+void migrate_listen_stop(void)
+{
+	if (listen_fd < 0)
+		return;
+	if (write(stop_pipe[1], "x", 1) == 1)
+		pthread_join(accept_tid, NULL);
+	close(listen_fd);
+	listen_fd = -1;
+}

@@ -1,0 +1,707 @@
+/*
+ * migrate_send.c - the sending daemon: `migrate` (live job) and `push`
+ * (existing checkpoint) to another daemon (protocol: docs/migration.md).
+ *
+ * How shards stream while CRIU is still dumping: the ordinary streamed dump
+ * (ckpt_dump, --leave-stopped) runs in a helper thread into a private window
+ * directory, STATE/migrate/ID-MS; this thread tails every shard file as the
+ * streamer appends to it, sends each new piece at once and punches it out of
+ * the file (FALLOC_FL_PUNCH_HOLE), so the source's disk holds only what is
+ * written but not yet sent, never the whole checkpoint. The streamer never
+ * rewrites a byte it wrote, so what was sent stays valid. When the dump is
+ * done, the manifest gives every shard's final size; the remainder goes out,
+ * then the manifest, the checkpoint marker and the job's log, then COMMIT.
+ *
+ * The job stays frozen (SIGSTOP, from --leave-stopped) from the end of the
+ * dump until the target answers; only a positive answer kills it here. Every
+ * other outcome, a cut connection included, sends SIGCONT to the whole tree.
+ */
+#include "migrate_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+#include <xxhash.h>
+
+#include "checkpoint.h"
+#include "ckdir.h"
+#include "db.h"
+#include "jobs.h"
+#include "log.h"
+#include "manifest.h"
+#include "migrate_files.h"
+#include "util.h"
+
+#define MAX_TX_FILES   128
+#define DEFAULT_SHARDS 2
+#define IDLE_POLL_US   5000
+
+struct tx_file {
+	char name[256];
+	int fd;
+	uint32_t id;
+	uint64_t sent;
+	XXH3_state_t *hs;
+};
+
+struct tx {
+	struct tp_conn *c;
+	const char *to;
+	char dir[PATH_MAX];
+	struct tx_file f[MAX_TX_FILES];
+	int nf;
+	uint32_t next_id;
+	uint64_t bytes;
+	char phase[64];
+	char err[1024];
+	bool target_said; /* err holds the target's own words */
+	char *buf;
+};
+
+static int tx_fail(struct tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int tx_fail(struct tx *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(t->err, sizeof(t->err), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A send failed or the target spoke up: prefer the target's stated reason. */
+static int tx_conn_fail(struct tx *t)
+{
+	char conn_err[512];
+	enum tp_type type;
+	void *buf;
+	size_t len;
+
+	snprintf(conn_err, sizeof(conn_err), "%s", tp_error(t->c));
+	tp_set_timeout(t->c, 2000);
+	if (!tp_recv(t->c, &type, &buf, &len)) {
+		json_t *j = json_loadb(buf, len, 0, NULL);
+		const char *e = json_string_value(json_object_get(j, "error"));
+
+		free(buf);
+		if (type == TP_ANSWER && e) {
+			tx_fail(t, "the target refused: %s", e);
+			t->target_said = true;
+			json_decref(j);
+			return -1;
+		}
+		json_decref(j);
+	}
+	return tx_fail(t, "%s", conn_err);
+}
+
+static int tx_readable_check(struct tx *t)
+{
+	if (!tp_readable(t->c))
+		return 0;
+	return tx_conn_fail(t);
+}
+
+/* Wait for the target's ANSWER: 0 if ok (with *OUT), else -1. */
+static int tx_answer(struct tx *t, json_t **out)
+{
+	json_t *a;
+
+	if (tp_recv_json(t->c, TP_ANSWER, &a)) {
+		tx_fail(t, "%s", tp_error(t->c));
+		return -1;
+	}
+	if (!json_is_true(json_object_get(a, "ok"))) {
+		const char *e = json_string_value(json_object_get(a, "error"));
+
+		tx_fail(t, "the target refused: %s", e ? e : "no reason given");
+		t->target_said = true;
+		json_decref(a);
+		return -1;
+	}
+	if (out)
+		*out = a;
+	else
+		json_decref(a);
+	return 0;
+}
+
+/* ---- files ---- */
+
+static struct tx_file *tx_open(struct tx *t, const char *name, const char *path, bool rw)
+{
+	struct tx_file *f;
+	json_t *j;
+
+	if (t->nf >= MAX_TX_FILES) {
+		tx_fail(t, "too many files");
+		return NULL;
+	}
+	f = &t->f[t->nf];
+	memset(f, 0, sizeof(*f));
+	snprintf(f->name, sizeof(f->name), "%s", name);
+	f->fd = open(path, (rw ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+	if (f->fd < 0) {
+		tx_fail(t, "cannot open %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	f->hs = XXH3_createState();
+	if (!f->hs) {
+		close(f->fd);
+		tx_fail(t, "out of memory");
+		return NULL;
+	}
+	XXH3_64bits_reset(f->hs);
+	f->id = t->next_id++;
+	t->nf++;
+	j = json_pack("{s:i, s:s}", "id", (int)f->id, "name", f->name);
+	if (tp_send_json(t->c, TP_FILE, j)) {
+		json_decref(j);
+		tx_conn_fail(t);
+		return NULL;
+	}
+	json_decref(j);
+	return f;
+}
+
+static struct tx_file *tx_find(struct tx *t, const char *name)
+{
+	for (int i = 0; i < t->nf; i++)
+		if (!strcmp(t->f[i].name, name))
+			return &t->f[i];
+	return NULL;
+}
+
+/* Send F's bytes from f->sent up to UPTO; PUNCH frees them from the disk. */
+static int tx_relay(struct tx *t, struct tx_file *f, uint64_t upto, bool punch)
+{
+	int frames = 0;
+
+	while (f->sent < upto) {
+		size_t n = upto - f->sent > TP_DATA_CHUNK ? TP_DATA_CHUNK : upto - f->sent;
+		ssize_t got = pread_full(f->fd, t->buf, n, (off_t)f->sent);
+
+		if (got <= 0)
+			return tx_fail(t, "reading %s: %s", f->name,
+			               got < 0 ? strerror((int)-got) : "file shrank");
+		XXH3_64bits_update(f->hs, t->buf, (size_t)got);
+		if (tp_send_data(t->c, f->id, t->buf, (size_t)got))
+			return tx_conn_fail(t);
+		if (punch)
+			fallocate(f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)f->sent,
+			          got);
+		f->sent += (uint64_t)got;
+		t->bytes += (uint64_t)got;
+		if (++frames % 64 == 0 && tx_readable_check(t))
+			return -1;
+	}
+	return 0;
+}
+
+static int tx_end(struct tx *t, struct tx_file *f)
+{
+	char sum[17];
+	json_t *j;
+	int rc;
+
+	snprintf(sum, sizeof(sum), "%016" PRIx64, (uint64_t)XXH3_64bits_digest(f->hs));
+	j = json_pack("{s:i, s:I, s:s}", "id", (int)f->id, "size", (json_int_t)f->sent, "xxh3",
+	              sum);
+	rc = tp_send_json(t->c, TP_END, j);
+	json_decref(j);
+	return rc ? tx_conn_fail(t) : 0;
+}
+
+/* Send a file that no longer changes, whole. */
+static int tx_whole(struct tx *t, const char *name, const char *path)
+{
+	struct tx_file *f = tx_open(t, name, path, false);
+	struct stat st;
+
+	if (!f)
+		return -1;
+	if (fstat(f->fd, &st))
+		return tx_fail(t, "%s: %s", path, strerror(errno));
+	if (tx_relay(t, f, (uint64_t)st.st_size, false))
+		return -1;
+	return tx_end(t, f);
+}
+
+static bool is_shard(const char *name)
+{
+	return !strncmp(name, "img-", 4) && strchr(name + 4, '.');
+}
+
+/* One pass over the window: new shards are announced, new bytes sent. */
+static int tx_pass(struct tx *t, bool *progress)
+{
+	DIR *d = opendir(t->dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		char path[PATH_MAX + 256];
+
+		if (!is_shard(e->d_name) || tx_find(t, e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", t->dir, e->d_name);
+		if (!tx_open(t, e->d_name, path, true)) {
+			closedir(d);
+			return -1;
+		}
+		*progress = true;
+	}
+	if (d)
+		closedir(d);
+	for (int i = 0; i < t->nf; i++) {
+		struct stat st;
+
+		if (fstat(t->f[i].fd, &st))
+			continue;
+		if ((uint64_t)st.st_size > t->f[i].sent) {
+			if (tx_relay(t, &t->f[i], (uint64_t)st.st_size, true))
+				return -1;
+			*progress = true;
+		}
+	}
+	return tx_readable_check(t);
+}
+
+/* The small files that complete a checkpoint: manifest, marker, job log. */
+static int tx_meta(struct tx *t, const char *log)
+{
+	char path[PATH_MAX + 256];
+
+	snprintf(path, sizeof(path), "%s/%s", t->dir, MANIFEST_NAME);
+	if (tx_whole(t, MANIFEST_NAME, path))
+		return -1;
+	snprintf(path, sizeof(path), "%s/%s", t->dir, CK_MARKER);
+	if (tx_whole(t, CK_MARKER, path))
+		return -1;
+	if (log && !access(log, F_OK) && tx_whole(t, MG_LOG_NAME, log))
+		return -1;
+	return 0;
+}
+
+/* After the dump: every shard to the size the manifest states, then the rest. */
+static int tx_finish(struct tx *t, const char *log)
+{
+	char path[PATH_MAX + 256];
+	struct manifest m;
+
+	if (manifest_load(t->dir, &m, t->err, sizeof(t->err)))
+		return -1;
+	for (size_t k = 0; k < m.nshards; k++) {
+		struct tx_file *f = tx_find(t, m.shards[k].name);
+
+		snprintf(path, sizeof(path), "%s/%s", t->dir, m.shards[k].name);
+		if (!f && !(f = tx_open(t, m.shards[k].name, path, true)))
+			break;
+		if (f->sent > m.shards[k].bytes) {
+			tx_fail(t, "%s grew past its recorded size", f->name);
+			break;
+		}
+		if (tx_relay(t, f, m.shards[k].bytes, true) || tx_end(t, f))
+			break;
+	}
+	manifest_free(&m);
+	if (t->err[0])
+		return -1;
+	return tx_meta(t, log);
+}
+
+static void tx_free(struct tx *t)
+{
+	for (int i = 0; i < t->nf; i++) {
+		if (t->f[i].fd >= 0)
+			close(t->f[i].fd);
+		XXH3_freeState(t->f[i].hs);
+	}
+	t->nf = 0;
+	free(t->buf);
+	t->buf = NULL;
+	tp_close(t->c);
+	t->c = NULL;
+}
+
+/* ---- the conversation ---- */
+
+/* Connect, HELLO, JOB; the target checks the job can live there. */
+static int tx_open_conn(struct tx *t, const char *op, const struct job *j, const char *token,
+                        json_t *files)
+{
+	struct tp_key key;
+	json_t *h, *msg;
+
+	snprintf(t->phase, sizeof(t->phase), "connecting");
+	if (mg_key(token, &key, t->err, sizeof(t->err)))
+		return -1;
+	t->buf = malloc(TP_DATA_CHUNK);
+	if (!t->buf)
+		return tx_fail(t, "out of memory");
+	if (tp_connect(t->to, &key, &t->c, t->err, sizeof(t->err)))
+		return -1;
+	snprintf(t->phase, sizeof(t->phase), "greeting the target");
+	h = json_pack("{s:i, s:s, s:s}", "proto", TP_PROTO_VERSION, "op", op, "job", j->id);
+	if (tp_send_json(t->c, TP_HELLO, h)) {
+		json_decref(h);
+		return tx_conn_fail(t);
+	}
+	json_decref(h);
+	if (tp_recv_json(t->c, TP_HELLO, &h))
+		return tx_fail(t, "%s", tp_error(t->c));
+	json_decref(h);
+	snprintf(t->phase, sizeof(t->phase), "sending the job record");
+	msg = json_pack("{s:o, s:o}", "job", job_to_json(j), "files",
+	                files ? json_incref(files) : json_array());
+	if (tp_send_json(t->c, TP_JOB, msg)) {
+		json_decref(msg);
+		return tx_conn_fail(t);
+	}
+	json_decref(msg);
+	return tx_answer(t, NULL);
+}
+
+static int tx_commit(struct tx *t, json_t *record, bool restore, json_t **ans)
+{
+	json_t *msg = json_pack("{s:O, s:b}", "checkpoint", record, "restore", restore);
+	int rc;
+
+	snprintf(t->phase, sizeof(t->phase),
+	         restore ? "waiting for the target to verify and "
+	                   "restore"
+	                 : "waiting for the target to verify");
+	rc = tp_send_json(t->c, TP_COMMIT, msg);
+	json_decref(msg);
+	if (rc)
+		return tx_conn_fail(t);
+	tp_set_timeout(t->c, MG_ANSWER_TIMEOUT_MS);
+	return tx_answer(t, ans);
+}
+
+/* ---- migrate ---- */
+
+struct dump_thread {
+	pthread_t tid;
+	const char *id;
+	json_t *req;
+	json_t *out;
+	int code;
+	char err[1024];
+	volatile int done;
+	uint64_t t0, t1;
+};
+
+static void *dump_main(void *p)
+{
+	struct dump_thread *d = p;
+	struct creds root = {0};
+
+	d->t0 = now_ms();
+	d->code = ckpt_dump(&root, d->id, d->req, &d->out, d->err, sizeof(d->err));
+	d->t1 = now_ms();
+	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* SIGCONT every process of the frozen tree: undo --leave-stopped. */
+static void resume_tree(pid_t pid)
+{
+	pid_t *tree;
+	size_t n;
+
+	if (mfiles_tree(pid, &tree, &n))
+		return;
+	for (size_t i = 0; i < n; i++)
+		kill(tree[i], SIGCONT);
+	free(tree);
+}
+
+static void kill_tree(pid_t pid)
+{
+	pid_t *tree;
+	size_t n;
+
+	if (mfiles_tree(pid, &tree, &n))
+		return;
+	for (size_t i = 0; i < n; i++)
+		kill(tree[i], SIGKILL);
+	free(tree);
+}
+
+/* Forget the capture window: its shards are holes by now. */
+static void drop_window(const char *dir)
+{
+	db_ckpt_delete_dir(dir);
+	mg_rmdir_flat(dir);
+}
+
+/* Put the job's record back as it was before the dump touched it. */
+static void restore_record(const char *id, const char *prev_ckpt)
+{
+	struct job j;
+
+	if (db_job_get(id, &j))
+		return;
+	free(j.checkpoint);
+	j.checkpoint = prev_ckpt ? strdup(prev_ckpt) : NULL;
+	db_job_update(&j);
+	job_free(&j);
+}
+
+static int parse_migrate(json_t *req, const char **to, int *stream, const char **token,
+                         const char **codec, char *err, size_t errlen)
+{
+	*stream = DEFAULT_SHARDS;
+	*token = NULL;
+	*codec = NULL;
+	if (!req || json_unpack(req, "{s:s, s?i, s?s, s?s}", "to", to, "stream", stream, "token",
+	                        token, "codec", codec)) {
+		snprintf(err, errlen,
+		         "migrate needs \"to\": \"HOST:PORT\" (and optionally "
+		         "\"stream\", \"token\", \"codec\")");
+		return 400;
+	}
+	if (*stream < 1 || *stream > 64) {
+		snprintf(err, errlen, "--stream takes 1..64 shards");
+		return 400;
+	}
+	return 0;
+}
+
+static json_t *migrate_result(struct tx *t, const struct job *j, struct dump_thread *d, json_t *ans,
+                              uint64_t t0, uint64_t t_first, uint64_t t_sent, uint64_t t_end)
+{
+	json_t *tt = json_object_get(ans, "timings");
+	json_t *criu = json_object_get(json_object_get(d->out, "stats"), "CRIUDuration");
+
+	return json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:I, s:{s:I, s:O?, s:I, s:I, s:O?, s:O?, "
+	                 "s:I, s:I}}",
+	                 "job", j->id, "status", "JOB_MIGRATED", "target", t->to, "target_pid",
+	                 json_object_get(ans, "pid"), "target_checkpoint",
+	                 json_object_get(ans, "checkpoint"), "bytes", (json_int_t)t->bytes,
+	                 "timings", "dump_ms", (json_int_t)(d->t1 - d->t0), "criu_ms", criu,
+	                 "transfer_ms", (json_int_t)(t_sent - (t_first ? t_first : d->t0)),
+	                 "transfer_after_dump_ms", (json_int_t)(t_sent - d->t1), "verify_ms",
+	                 json_object_get(tt, "verify_ms"), "restore_ms",
+	                 json_object_get(tt, "restore_ms"), "frozen_ms",
+	                 (json_int_t)(t_end - d->t0), "total_ms", (json_int_t)(t_end - t0));
+}
+
+static int migrate_run(struct tx *t, struct job *j, int stream, const char *codec,
+                       const char *token, json_t **out, char *err, size_t errlen)
+{
+	struct dump_thread d = {.id = j->id};
+	json_t *files, *ans = NULL;
+	uint64_t t0 = now_ms(), t_first = 0, t_sent;
+	int rc;
+
+	files = mfiles_collect(j->pid, j->log);
+	rc = tx_open_conn(t, "migrate", j, token, files);
+	json_decref(files);
+	if (rc) {
+		snprintf(err, errlen,
+		         "migration of job %s to %s failed while %s: %s; the job was "
+		         "not touched and keeps running here",
+		         j->id, t->to, t->phase, t->err);
+		return t->target_said ? 409 : 502;
+	}
+
+	snprintf(t->dir, sizeof(t->dir), "%s/%s-%" PRIu64, mg.outgoing, j->id, wall_ms());
+	d.req = json_pack("{s:s, s:i, s:b}", "dir", t->dir, "stream", stream, "leave_stopped", 1);
+	if (codec)
+		json_object_set_new(d.req, "codec", json_string(codec));
+	snprintf(t->phase, sizeof(t->phase), "dumping and streaming");
+	log_info("job %s: migrating to %s (%d shards, window %s)", j->id, t->to, stream, t->dir);
+	if (pthread_create(&d.tid, NULL, dump_main, &d)) {
+		json_decref(d.req);
+		snprintf(err, errlen, "cannot start the dump thread");
+		return 500;
+	}
+	rc = 0;
+	while (!__atomic_load_n(&d.done, __ATOMIC_ACQUIRE)) {
+		bool progress = false;
+
+		if (!rc && (rc = tx_pass(t, &progress)))
+			log_warn("job %s: streaming to %s failed: %s", j->id, t->to, t->err);
+		if (!t_first && t->bytes)
+			t_first = now_ms();
+		if (!progress)
+			usleep(IDLE_POLL_US);
+	}
+	pthread_join(d.tid, NULL);
+	json_decref(d.req);
+	if (d.code != 200) {
+		/* CRIU resumes the tree itself when a dump fails; be sure anyway. */
+		resume_tree(j->pid);
+		if (t->c)
+			tp_send(t->c, TP_ABORT, "{\"error\":\"the dump failed on the source\"}",
+			        40);
+		drop_window(t->dir);
+		restore_record(j->id, j->checkpoint);
+		snprintf(err, errlen, "migration of job %s failed while dumping: %s", j->id, d.err);
+		return d.code;
+	}
+	if (!rc) {
+		snprintf(t->phase, sizeof(t->phase), "streaming the rest of the checkpoint");
+		rc = tx_finish(t, j->log);
+	}
+	t_sent = now_ms();
+	if (!rc)
+		rc = tx_commit(t, json_object_get(d.out, "record"), true, &ans);
+	if (rc) {
+		resume_tree(j->pid);
+		drop_window(t->dir);
+		restore_record(j->id, j->checkpoint);
+		json_decref(d.out);
+		snprintf(err, errlen,
+		         "migration of job %s to %s failed while %s: %s; the job was "
+		         "resumed and keeps running here",
+		         j->id, t->to, t->phase, t->err);
+		log_warn("job %s: %s", j->id, err);
+		return t->target_said ? 409 : 502;
+	}
+	/* The target runs the job now: the frozen original goes. */
+	{
+		struct job cur;
+
+		if (!db_job_get(j->id, &cur)) {
+			snprintf(cur.state, sizeof(cur.state), "%s", ST_MIGRATED);
+			free(cur.checkpoint);
+			cur.checkpoint = j->checkpoint ? strdup(j->checkpoint) : NULL;
+			cur.updated = (int64_t)wall_ms();
+			db_job_update(&cur);
+			job_free(&cur);
+		}
+	}
+	kill_tree(j->pid);
+	jobs_wait_reaped(j->id, 5000);
+	drop_window(t->dir);
+	*out = migrate_result(t, j, &d, ans, t0, t_first, t_sent, now_ms());
+	log_info("job %s: migrated to %s (%" PRIu64 " bytes)", j->id, t->to, t->bytes);
+	json_decref(ans);
+	json_decref(d.out);
+	return 200;
+}
+
+int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+                size_t errlen)
+{
+	const char *to, *token, *codec;
+	struct tx t = {0};
+	struct job j;
+	int code, stream;
+
+	code = parse_migrate(req, &to, &stream, &token, &codec, err, errlen);
+	if (code)
+		return code;
+	if (db_job_get(id, &j) || (caller->uid != 0 && caller->uid != j.uid)) {
+		snprintf(err, errlen, "no such job: %s", id);
+		return 404;
+	}
+	job_refresh(&j);
+	if (!job_alive(&j)) {
+		snprintf(err, errlen,
+		         "job %s is not running (%s): migrate moves running jobs; "
+		         "use push for a checkpoint",
+		         id, job_status(&j));
+		job_free(&j);
+		return 409;
+	}
+	t.to = to;
+	code = migrate_run(&t, &j, stream, codec, token, out, err, errlen);
+	tx_free(&t);
+	job_free(&j);
+	return code;
+}
+
+/* ---- push ---- */
+
+static int push_run(struct tx *t, struct ckpt *c, struct job *j, const char *token, json_t **out,
+                    char *err, size_t errlen)
+{
+	char path[PATH_MAX + 256];
+	json_t *ans = NULL, *rec;
+	struct manifest m;
+	uint64_t t0 = now_ms();
+
+	if (manifest_load(c->dir, &m, err, errlen))
+		return 409;
+	snprintf(t->dir, sizeof(t->dir), "%s", c->dir);
+	if (tx_open_conn(t, "push", j, token, NULL))
+		goto fail;
+	snprintf(t->phase, sizeof(t->phase), "sending the checkpoint");
+	for (size_t k = 0; k < m.nshards; k++) {
+		snprintf(path, sizeof(path), "%s/%s", c->dir, m.shards[k].name);
+		if (tx_whole(t, m.shards[k].name, path))
+			goto fail;
+	}
+	if (tx_meta(t, j->log))
+		goto fail;
+	rec = ckpt_to_json(c);
+	if (tx_commit(t, rec, false, &ans)) {
+		json_decref(rec);
+		goto fail;
+	}
+	json_decref(rec);
+	manifest_free(&m);
+	*out = json_pack("{s:s, s:s, s:O?, s:I, s:{s:I}}", "job", j->id, "target", t->to,
+	                 "target_checkpoint", json_object_get(ans, "checkpoint"), "bytes",
+	                 (json_int_t)t->bytes, "timings", "total_ms", (json_int_t)(now_ms() - t0));
+	json_decref(ans);
+	return 200;
+fail:
+	manifest_free(&m);
+	snprintf(err, errlen, "push of %s to %s failed while %s: %s", c->dir, t->to, t->phase,
+	         t->err);
+	return t->target_said ? 409 : 502;
+}
+
+int migrate_push(const struct creds *caller, json_t *req, json_t **out, char *err, size_t errlen)
+{
+	const char *dir, *to, *token = NULL;
+	char real[PATH_MAX];
+	struct tx t = {0};
+	struct ckpt c;
+	struct job j;
+	int code;
+
+	if (!req || json_unpack(req, "{s:s, s:s, s?s}", "dir", &dir, "to", &to, "token", &token)) {
+		snprintf(err, errlen, "push needs \"dir\" and \"to\": \"HOST:PORT\"");
+		return 400;
+	}
+	if (ckdir_resolve(caller, dir, false, real, err, errlen))
+		return 400;
+	if (db_ckpt_by_dir(real, &c)) {
+		snprintf(err, errlen, "%s is not a checkpoint stasisd recorded", real);
+		return 404;
+	}
+	if (db_job_get(c.job, &j) || (caller->uid != 0 && caller->uid != j.uid)) {
+		snprintf(err, errlen, "%s is not a checkpoint stasisd recorded", real);
+		ckpt_free(&c);
+		return 404;
+	}
+	if (!c.streamed) {
+		snprintf(err, errlen,
+		         "%s is a plain checkpoint: push sends streamed ones (dump "
+		         "with --stream N)",
+		         real);
+		code = 400;
+	} else {
+		t.to = to;
+		code = push_run(&t, &c, &j, token, out, err, errlen);
+	}
+	tx_free(&t);
+	ckpt_free(&c);
+	job_free(&j);
+	return code;
+}
