@@ -192,6 +192,12 @@ static void h_kill(const struct api_req *rq, struct api_resp *rs, const char *id
 			job_free(&j);
 			db_job_get(id, &j);
 			job_refresh(&j);
+			/* An adopted job (not our child) ends without a status we can read. */
+			if (sig == SIGKILL && !strcmp(j.state, ST_DONE) && j.exit_code < 0) {
+				snprintf(j.state, sizeof(j.state), "%s", ST_KILLED);
+				j.signal = SIGKILL;
+				db_job_update(&j);
+			}
 			reply(rs, 200, json_pack("{s:i, s:o}", "signal", sig, "job", job_json(&j)));
 		}
 		jobs_busy_end(id);

@@ -215,6 +215,19 @@ int db_job_list(struct job **out, int *n)
 	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
+bool db_job_has_pid(pid_t pid)
+{
+	sqlite3_stmt *st = prep("SELECT 1 FROM jobs WHERE pid = ? LIMIT 1");
+	bool found;
+
+	if (!st)
+		return true;
+	sqlite3_bind_int(st, 1, pid);
+	found = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return found;
+}
+
 int db_job_delete(const char *id)
 {
 	sqlite3_stmt *st = prep("DELETE FROM jobs WHERE id = ?");

@@ -72,6 +72,8 @@ int db_job_insert(const struct job *j);
 /* Every job; *out is an array of N jobs (free each, then the array). */
 int db_job_list(struct job **out, int *n);
 int db_job_delete(const char *id);
+/* Does any job (whatever its state) have PID as its process? */
+bool db_job_has_pid(pid_t pid);
 /*
  * Record that PID/START ended. Only applies while the job is still "running"
  * with that pid and start time (a dump or restore may have moved on).

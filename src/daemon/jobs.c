@@ -542,6 +542,8 @@ void jobs_reap_orphans(void)
 
 	if (!d)
 		return;
+	/* A job just forked is recorded under exec_lock: never take it for an orphan. */
+	pthread_mutex_lock(&exec_lock);
 	while ((e = readdir(d))) {
 		pid_t pid = (pid_t)atoi(e->d_name);
 
@@ -553,9 +555,10 @@ void jobs_reap_orphans(void)
 		 * reaped by whoever started them; jobs are reaped by their watch.
 		 * Everything else is an orphan of a job's tree, handed to us as subreaper.
 		 */
-		if (sid == my_sid || watched_pid(pid))
+		if (sid == my_sid || watched_pid(pid) || (pid == sid && db_job_has_pid(pid)))
 			continue;
 		waitpid(pid, NULL, WNOHANG);
 	}
+	pthread_mutex_unlock(&exec_lock);
 	closedir(d);
 }
