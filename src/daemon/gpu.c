@@ -386,9 +386,24 @@ static int settle_running(struct cuda_api *api, pid_t pid, const struct gpu_rema
 	return -1;
 }
 
+/* Has PID exited (a zombie counts: it will never run its GPU work again)? */
 static int gone(pid_t pid)
 {
-	return kill(pid, 0) < 0 && errno == ESRCH;
+	char path[64], buf[512], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT || errno == ESRCH;
+	n = read_full(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	return p && (p[2] == 'Z' || p[2] == 'X');
 }
 
 /* Lock every RUNNING process, then checkpoint every LOCKED one (NVIDIA's order:

@@ -335,12 +335,22 @@ static void table_close(struct table *t, int save)
 		close(t->lockfd);
 }
 
+/* A live (not zombie) process: the driver knows no exited process. */
 static int pid_alive(int pid)
 {
-	char path[64];
+	char path[64], buf[512], *p;
+	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d", pid);
-	return pid > 0 && access(path, F_OK) == 0;
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	p = p ? strrchr(buf, ')') : NULL;
+	return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 }
 
 /* The record of PID, created RUNNING in pids=all mode; NULL if not a (live)

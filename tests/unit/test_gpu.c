@@ -495,6 +495,66 @@ TEST(uuid_roundtrip_and_names)
 	CHECK_EQ_STR(gpu_strerror(12345, buf, sizeof(buf)), "CUDA error 12345");
 }
 
+TEST(inventory_link_refused)
+{
+	struct gpu_host h;
+	struct gpu_remap rm;
+	char why[512], err[1024] = "", path[128];
+
+	reset();
+	CHECK_EQ_INT(gpu_probe(&h, why, sizeof(why)), 0);
+	snprintf(path, sizeof(path), "%s/%s", stub_dir, GPU_INVENTORY_FILE);
+	CHECK_EQ_INT(symlink("/etc/shadow", path), 0);
+	CHECK_EQ_INT(gpu_check_inventory(stub_dir, &h, &rm, NULL, err, sizeof(err)), -1);
+	CHECK(strstr(err, "not a checkpoint of a GPU job") != NULL);
+}
+
+TEST(suspend_reports_host_and_kill_tree)
+{
+	struct gpu_host h = { 0 };
+	struct gpu_stats st;
+	char err[1024] = "";
+	pid_t p, kids[8];
+
+	reset();
+	p = spawn_sleeper(1);
+	CHECK_EQ_INT(gpu_suspend(p, 0, &h, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(h.ndev, 1);
+	CHECK_EQ_INT(h.cuda_version, 13000);
+	CHECK_EQ_INT(gpu_resume(p, NULL, 2, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(gpu_tree_pids(p, kids, 8), 2);
+	gpu_kill_tree(p);
+	waitpid(p, NULL, 0);
+	usleep(100000);
+	CHECK(gone(kids[1])); /* dead, or a zombie nobody here reaps */
+}
+
+TEST(process_gone_during_suspend)
+{
+	struct gpu_stats st;
+	char err[1024] = "";
+	pid_t p;
+
+	reset();
+	p = spawn_sleeper(1);
+	/* The stand-in refuses a dead pid, as the driver does: a child that
+	 * exits between the tree walk and the calls is skipped, not an error. */
+	setenv("STASIS_CUDA_STUB_PIDS", "all", 1);
+	{
+		pid_t kids[8];
+		int n = gpu_tree_pids(p, kids, 8);
+
+		CHECK_EQ_INT(n, 2);
+		kill(kids[1], SIGKILL);
+		usleep(100000);
+	}
+	CHECK_EQ_INT(gpu_suspend(p, 0, NULL, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(st.nprocs, 1); /* the zombie is no CUDA process any more */
+	CHECK_EQ_INT(gpu_resume(p, NULL, 0, &st, err, sizeof(err)), 0);
+	CHECK_EQ_STR(stub_state(p), "RUNNING");
+	reap(p);
+}
+
 int main(void)
 {
 	char exe[PATH_MAX];
@@ -535,6 +595,9 @@ int main(void)
 	RUN(inventory_same_and_remapped_gpus);
 	RUN(inventory_different_gpus_refused);
 	RUN(uuid_roundtrip_and_names);
+	RUN(inventory_link_refused);
+	RUN(suspend_reports_host_and_kill_tree);
+	RUN(process_gone_during_suspend);
 	rm_rf_stub();
 	return unit_report();
 }
