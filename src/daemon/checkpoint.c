@@ -838,8 +838,8 @@ static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int 
 		json_decref(*out);
 		*out = NULL;
 		return fail(op, 500,
-			    "GPU restore failed: %s; the restored process was killed; the "
-			    "checkpoint %s is kept for another try",
+			    "%s; the restored process was killed; the checkpoint %s is kept "
+			    "for another try",
 			    why, op->dir);
 	}
 	op->gpu_ms += now_ms() - t0;

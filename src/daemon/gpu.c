@@ -740,6 +740,15 @@ static int tree_or_err(pid_t root, pid_t *pids, char *err, size_t len)
 	return n;
 }
 
+/* STASIS_GPU_LOCK_TIMEOUT_MS (in the daemon's environment), else the default. */
+static unsigned lock_timeout_ms(void)
+{
+	const char *v = getenv("STASIS_GPU_LOCK_TIMEOUT_MS");
+	long ms = v ? strtol(v, NULL, 10) : 0;
+
+	return ms > 0 && ms < 3600000 ? (unsigned)ms : GPU_LOCK_TIMEOUT_MS;
+}
+
 /* gpu_suspend with the device path prefix as a parameter (tests use another). */
 static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 			struct gpu_host *host, struct gpu_stats *st, char *err, size_t len)
@@ -755,7 +764,7 @@ static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 	n = tree_or_err(root, pids, err, len);
 	if (n < 0)
 		return -1;
-	req.timeout_ms = timeout_ms ? timeout_ms : GPU_LOCK_TIMEOUT_MS;
+	req.timeout_ms = timeout_ms ? timeout_ms : lock_timeout_ms();
 	req.pids = pids;
 	req.npids = n;
 	if (run_helper(&req, &rep)) {

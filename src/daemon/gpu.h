@@ -82,7 +82,8 @@ struct gpu_stats {
  * missing, e.g. "driver too old: ...". */
 int gpu_probe(struct gpu_host *host, char *why, size_t whylen);
 
-/* Lock (each bounded by TIMEOUT_MS, 0 = GPU_LOCK_TIMEOUT_MS) and checkpoint
+/* Lock (each bounded by TIMEOUT_MS; 0 = $STASIS_GPU_LOCK_TIMEOUT_MS, else
+ * GPU_LOCK_TIMEOUT_MS) and checkpoint
  * every CUDA process in the tree rooted at ROOT, then check that no process of
  * the tree maps or holds a /dev/nvidia* file. On failure every process is put
  * back as it was (RUNNING on its GPU) before returning, and ERR names the

@@ -156,7 +156,7 @@ wait_for 5 dead "$pid"
 inject restore=fail
 stasis restore job g1 --stream 2 >"$T/restore5.out" 2>&1
 check restore_fail_fails [ $? != 0 ]
-check restore_fail_message grep -q 'GPU restore failed: GPU restore of process [0-9]* failed: cuCheckpointProcessRestore returned CUDA_ERROR_OUT_OF_MEMORY' "$T/restore5.out"
+check restore_fail_message grep -q 'GPU restore of process [0-9]* failed: cuCheckpointProcessRestore returned CUDA_ERROR_OUT_OF_MEMORY' "$T/restore5.out"
 check restore_fail_failed_state grep -q 'the process is now FAILED: its GPU state is lost' "$T/restore5.out"
 check restore_fail_kept grep -q 'is kept for another try' "$T/restore5.out"
 check restore_fail_killed wait_for 5 dead "$pid"
