@@ -275,6 +275,25 @@ int cs_send_fd(int sock, int fd)
 	}
 }
 
+/* Close every descriptor a refused message brought in (a peer may pass several). */
+static void close_passed(struct msghdr *mh)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+		    c->cmsg_len < CMSG_LEN(0))
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int x;
+
+			memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			close(x);
+		}
+	}
+}
+
 int cs_recv_fd(int sock, int *fd)
 {
 	char byte;
@@ -298,8 +317,10 @@ int cs_recv_fd(int sock, int *fd)
 		return 1;
 	c = CMSG_FIRSTHDR(&mh);
 	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+	    c->cmsg_len != CMSG_LEN(sizeof(int)) || (mh.msg_flags & MSG_CTRUNC)) {
+		close_passed(&mh);
 		return -EPROTO;
+	}
 	memcpy(fd, CMSG_DATA(c), sizeof(int));
 	return 0;
 }
