@@ -224,7 +224,8 @@ int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id,
 		shard_index_free(idx);
 		return ret;
 	}
-	qsort(idx->chunks, idx->nchunks, sizeof(*idx->chunks), cmp_ref);
+	if (idx->nchunks) /* chunks is NULL when every shard is empty */
+		qsort(idx->chunks, idx->nchunks, sizeof(*idx->chunks), cmp_ref);
 	return 0;
 }
 
