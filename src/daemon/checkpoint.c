@@ -97,6 +97,8 @@ static int fail(struct op *op, int code, const char *fmt, ...)
 	return code;
 }
 
+static void streamer_error(struct op *op, const char *mode, char *out, size_t len);
+
 static void owner_creds(const struct job *j, struct creds *cr)
 {
 	json_t *g = json_loads(j->groups ? j->groups : "[]", 0, NULL);
@@ -565,8 +567,13 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		goto out;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		char why[512] = "";
+
+		if (d.stream)
+			streamer_error(&op, "capture", why, sizeof(why));
 		status_str(status, desc, sizeof(desc));
-		code = fail(&op, 500, "criu dump failed (%s)", desc);
+		code = fail(&op, 500, "criu dump failed (%s)%s%s", desc,
+			    why[0] ? "; streamer: " : "", why);
 		dump_failed(&op, "");
 		goto out;
 	}
@@ -765,6 +772,54 @@ static int restored(struct op *op, const char *work, json_t **out)
 	return 0;
 }
 
+/*
+ * A failed restore may leave the task CRIU forked for PID as our zombie child
+ * (--restore-sibling makes it ours): reap it, or the PID stays taken.
+ */
+static void reap_failed_restore(pid_t pid)
+{
+	char path[64];
+	uint64_t deadline = now_ms() + 3000;
+
+	snprintf(path, sizeof(path), "/proc/%d", pid);
+	while (!access(path, F_OK) && now_ms() < deadline) {
+		if (waitpid(pid, NULL, WNOHANG) == pid || errno == ECHILD)
+			break;
+		usleep(20000);
+	}
+}
+
+/* The streamer's last message (its log), once it has been stopped. */
+static void streamer_error(struct op *op, const char *mode, char *out, size_t len)
+{
+	char name[64], *text = NULL, *line, *end;
+	int fd;
+
+	if (op->streamer > 0) {
+		kill(op->streamer, SIGTERM);
+		wait_child(op->streamer, NULL, 5000);
+		op->streamer = -1;
+	}
+	snprintf(name, sizeof(name), "streamer-%s.log", mode);
+	fd = openat(op->dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	text = calloc(1, 8192);
+	if (text && read_full(fd, text, 8191) > 0) {
+		end = text + strlen(text);
+		while (end > text && (end[-1] == '\n' || end[-1] == ' '))
+			*--end = '\0';
+		line = strrchr(text, '\n');
+		/* Truncating a long message is fine: the log has all of it. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+		snprintf(out, len, "%s (see %s/%s)", line ? line + 1 : text, op->dir, name);
+#pragma GCC diagnostic pop
+	}
+	free(text);
+	close(fd);
+}
+
 static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, const char *work,
 			 char *pidfile, char **argv)
 {
@@ -897,11 +952,16 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 	}
 	copy_restore_log(&op, work);
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		char why[512] = "";
+
+		reap_failed_restore(recorded ? c.pid : op.job.pid);
+		if (streamed)
+			streamer_error(&op, "serve", why, sizeof(why));
 		status_str(status, desc, sizeof(desc));
 		code = fail(&op, 500,
-			    "criu restore failed (%s); CRIU log: %s/restore.log; the job and its "
-			    "checkpoint are unchanged",
-			    desc, op.dir);
+			    "criu restore failed (%s)%s%s; CRIU log: %s/restore.log; the job and "
+			    "its checkpoint are unchanged",
+			    desc, why[0] ? "; streamer: " : "", why, op.dir);
 		goto out;
 	}
 	code = restored(&op, work, out);

@@ -142,6 +142,7 @@ void ckdir_clear(int dfd)
 			close(fd);
 		return;
 	}
+	rewinddir(d); /* the fd shares its position with DFD and other dups */
 	while ((e = readdir(d)))
 		if (ck_file(e->d_name) || log_file(e->d_name))
 			unlinkat(dfd, e->d_name, 0);
@@ -161,6 +162,7 @@ uint64_t ckdir_seal(int dfd, uid_t uid, gid_t gid)
 			close(fd);
 		return 0;
 	}
+	rewinddir(d); /* the fd shares its position with DFD and other dups */
 	while ((e = readdir(d))) {
 		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
 			continue;
