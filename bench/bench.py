@@ -628,7 +628,37 @@ def plan(args):
     return out
 
 
-def trial(env, wl, case, system, rnd, rows):
+class Perf:
+    """perf record -a -g around one phase; the report keeps our processes."""
+    def __init__(self, env, tag):
+        self.data = os.path.join(env.out, f"perf-{tag}.data")
+        self.txt = os.path.join(env.out, f"perf-{tag}.txt")
+        self.p = subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", self.data],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # let it set up before the phase starts
+
+    def stop(self):
+        self.p.send_signal(signal.SIGINT)
+        wait_rusage(self.p)
+        by_comm = subprocess.run(["perf", "report", "-i", self.data, "--stdio", "--no-children",
+                                  "-g", "none", "--sort", "comm"], capture_output=True,
+                                 text=True).stdout
+        ours = sorted({m.group(1) for m in re.finditer(
+            r"^\s+[\d.]+%\s+(\S*(?:criu|stasis|memhog|lz4|tar|kworker|ksoftirqd)\S*)\s*$",
+            by_comm, re.M)})
+        with open(self.txt, "w") as f:
+            f.write("==== every process on the machine (others' load included)\n" + by_comm)
+            f.write("\n==== our processes only: " + ",".join(ours) + "\n")
+            f.flush()
+            if ours:
+                subprocess.run(["perf", "report", "-i", self.data, "--stdio", "--no-children",
+                                "-g", "none", "--percent-limit", "0.5", "--comms",
+                                ",".join(ours), "--sort", "comm,dso,sym"],
+                               stdout=f, stderr=subprocess.DEVNULL)
+        os.unlink(self.data)  # large; the text report is what we keep
+
+
+def trial(env, wl, case, system, rnd, rows, profile=False):
     row = blank_row(case, system)
     row["round"] = rnd
     img = os.path.join(env.scratch, f"img-{case.key}-{system.name}")
@@ -638,11 +668,17 @@ def trial(env, wl, case, system, rnd, rows):
     os.makedirs(img)
     try:
         row["sync_before_s"] = drop_caches(env.drop)
+        perf = Perf(env, f"{case.key}-{system.name}-dump") if profile else None
         system.dump(env, wl, img, row)
+        if perf:
+            perf.stop()
         if alive(wl.pid) and not system.daemon:
             raise Failed("workload still alive after dump")
         row["sync_after_s"] = drop_caches(env.drop)
+        perf = Perf(env, f"{case.key}-{system.name}-restore") if profile else None
         system.restore(env, wl, img, row)
+        if perf:
+            perf.stop()
         row["verify"] = "ok" if wl.verify() else "BAD"
         cpu = sum(row.get(k, 0) for k in ("criu_dump_cpu_s", "streamer_dump_cpu_s",
                                             "victim_cpu_s", "lz4_cpu_s", "tar_cpu_s",
@@ -726,6 +762,105 @@ def setup(args):
     return env
 
 
+def profile(env, args, cases):
+    """One extra, unrecorded trial per system on the reference case under
+    perf record -a (dump and restore separately): where the time goes."""
+    ref = [c for c, _ in cases if c.name == "mixed" and c.size_mib == int(args.ref_size * 1024)]
+    if not ref or not shutil.which("perf"):
+        log("profile: no reference case or no perf")
+        return
+    case = ref[0]
+    wls = {}
+    for spec in args.profile.split(","):
+        system = parse_system(spec)
+        if system.daemon and not getattr(env, "daemon_pid", None):
+            start_daemon(env)
+        cls = DaemonWorkload if system.daemon else Workload
+        wl = wls.get(cls)
+        if wl is None or wl.pid is None:
+            wl = wls[cls] = cls(env, case, f"{'job' if system.daemon else 'wl'}-{case.key}-prof")
+            wl.start()
+        log(f"profile {case.key} {system.name}")
+        rows = []
+        trial(env, wl, case, system, 0, rows, profile=True)
+        write_csv(os.path.join(env.out, f"perf-{case.key}-{system.name}.csv"), rows)
+    for wl in wls.values():
+        wl.kill()
+
+
+def timed(cmd, stdin=None, stdout=None, shell=False):
+    """Run CMD; (wall s, CPU s of it and its children)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, shell=shell)
+    rc, ru = wait_rusage(p)
+    wall = time.monotonic() - t0
+    if rc:
+        raise Failed(f"{cmd} exit {rc}")
+    return wall, cpu_of(ru)
+
+
+def limits(env, args):
+    """The physical limits on this machine, on the bytes of a real image:
+    lz4 -1 / zstd -1 per core, pipe and disk bandwidth. Returns text lines."""
+    case = Case("mixed", "mixed", int(args.ref_size * 1024))
+    wl = Workload(env, case, "wl-limits")
+    wl.start()
+    img = os.path.join(env.scratch, "img-limits")
+    os.makedirs(img)
+    wl.note_tree()
+    run_criu(env, ["dump", "-t", str(wl.pid), "-D", img], img, "dump.log")
+    wl.reap()
+    pages = max((os.path.join(img, n) for n in os.listdir(img) if n.startswith("pages-")),
+                key=os.path.getsize)
+    size = os.path.getsize(pages)
+    gib, mb = size / GIB, size / 1e6
+    out = [f"Input: {os.path.basename(pages)} of a plain dump of mixed {args.ref_size:g} GiB "
+           f"({size / MIB:.0f} MiB), in page cache unless said otherwise; one process each.", ""]
+    null = open(os.devnull, "wb")
+
+    def line(what, wall, cpu, n=mb):
+        out.append(f"- {what}: {n / wall:.0f} MB/s wall, {cpu / gib:.2f} CPU s/GiB")
+
+    def cached():
+        timed(["cat", pages], stdout=null)
+
+    cached()
+    with open(pages, "rb") as src:
+        w, c = timed(["lz4", "-1", "-q", "-c"], stdin=src, stdout=null)
+    line("lz4 -1 compress to /dev/null", w, c)
+    z = os.path.join(env.scratch, "limits.lz4")
+    with open(pages, "rb") as src, open(z, "wb") as dst:
+        w, c = timed(["lz4", "-1", "-q", "-c"], stdin=src, stdout=dst)
+    line("lz4 -1 compress to a file (page cache)", w, c)
+    out.append(f"  ratio {size / os.path.getsize(z):.2f}")
+    with open(z, "rb") as src:
+        w, c = timed(["lz4", "-d", "-q", "-c"], stdin=src, stdout=null)
+    line("lz4 -d decompress (rate of output bytes)", w, c)
+    with open(pages, "rb") as src:
+        w, c = timed(["zstd", "-1", "-q", "-c"], stdin=src, stdout=null)
+    line("zstd -1 compress to /dev/null", w, c)
+    w, c = timed(f"dd if={pages} bs=1M status=none | dd of=/dev/null bs=1M status=none",
+                 shell=True)
+    line("pipe (dd | dd, 1 MiB blocks, two copies)", w, c)
+    copy = os.path.join(env.scratch, "limits.copy")
+    drop_caches(True)
+    cached()
+    w, c = timed(["dd", f"if={pages}", f"of={copy}", "bs=1M", "conv=fdatasync", "status=none"])
+    line("disk write (dd conv=fdatasync)", w, c)
+    drop_caches(True)
+    w, c = timed(["dd", f"if={copy}", "of=/dev/null", "bs=1M", "status=none"])
+    line("disk read after drop_caches (dd)", w, c)
+    null.close()
+    shutil.rmtree(img, ignore_errors=True)
+    for f in (z, copy):
+        os.unlink(f)
+    with open(os.path.join(env.out, "limits.txt"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    for l in out:
+        log("limits: " + l)
+    return out
+
+
 def become_subreaper():
     """Processes restored with -d lose their parent (criu exits): make them
     ours, so we reap them when a later dump kills them and their PIDs are
@@ -757,6 +892,11 @@ def main():
     ap.add_argument("--no-drop-caches", action="store_true",
                     help="do not drop the page cache before each timed phase")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--profile", nargs="?", const="plain,stream:lz4:2", default="",
+                    help="after the rounds, profile these systems on the reference case with "
+                         "perf record -a (default plain,stream:lz4:2); perf-*.txt in the results")
+    ap.add_argument("--limits", action="store_true",
+                    help="also measure lz4/zstd per core, pipe and disk bandwidth (limits.txt)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the per-round order shuffle")
     args = ap.parse_args()
     if args.quick:
@@ -810,8 +950,12 @@ def main():
                     if wl:
                         wl.kill()
                 write_csv(os.path.join(env.out, "raw.csv"), rows)
+        if args.profile:
+            profile(env, args, cases)
+        if args.limits:
+            env.limits = limits(env, args)
     finally:
-        if need_daemon:
+        if getattr(env, "daemon", None):
             env.daemon.terminate()
             env.daemon.wait()
         if not args.keep:
@@ -979,6 +1123,8 @@ def report(env, args, summary, rows, meta):
               "= until criu restore -d returns (plain+lz4: after lz4 -d | tar x). ratio = raw "
               "image bytes / stored bytes. RSS = peak (max over runs).", ""]
     lines += targets(summary, args)
+    if getattr(env, "limits", None):
+        lines += ["", "## Physical limits on this machine", ""] + env.limits
     errs = [r for r in rows if r.get("verify") != "ok"]
     if errs:
         lines += ["", "## Failed trials", ""]
