@@ -183,7 +183,7 @@ static int parse_files(json_t *arr, struct manifest *m, char *err, size_t len)
 		uint64_t id;
 
 		m->nfiles = i + 1;
-		if (!name || !manifest_name_ok(name) || get_u64(v, "id", &id) || id > UINT32_MAX ||
+		if (!name || !manifest_name_ok(name) || get_u64(v, "id", &id) || id >= UINT32_MAX ||
 		    get_u64(v, "size", &f->size) || get_u64(v, "chunks", &f->chunks) ||
 		    parse_hex64(json_object_get(v, "xxh3"), &f->xxh3))
 			return fail(err, len, -EBADMSG, "manifest: file entry %zu is invalid", i);
