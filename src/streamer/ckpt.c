@@ -90,7 +90,7 @@ int ckpt_open(const char *dir, struct ckpt *c)
 	for (size_t i = 0; i < c->m.nfiles; i++)
 		if (c->m.files[i].id >= c->nids)
 			c->nids = c->m.files[i].id + 1;
-	c->by_id = calloc(c->nids + 1, sizeof(*c->by_id));
+	c->by_id = calloc((size_t)c->nids + 1, sizeof(*c->by_id));
 	if (!c->by_id)
 		goto nomem;
 	for (size_t i = 0; i < c->m.nfiles; i++) {
