@@ -861,6 +861,34 @@ def limits(env, args):
     return out
 
 
+def report_only(args):
+    env = Env()
+    env.out = args.report_only
+    rows = []
+    with open(os.path.join(env.out, "raw.csv")) as f:
+        for r in csv.DictReader(f):
+            for k, v in r.items():
+                try:
+                    r[k] = float(v) if v not in ("", None) and k not in ("codec",) else v
+                except ValueError:
+                    pass
+            rows.append(r)
+    meta = {}
+    with open(os.path.join(env.out, "meta.txt")) as f:
+        for line in f:
+            k, _, v = line.partition(": ")
+            meta[k] = v.strip()
+    meta.setdefault("load_end", "?")
+    args.ref_size = float(meta.get("ref_size", args.ref_size))
+    meta.setdefault("elapsed_s", "?")
+    if os.path.exists(os.path.join(env.out, "limits.txt")):
+        env.limits = open(os.path.join(env.out, "limits.txt")).read().splitlines()
+    summary = summarize(rows)
+    write_csv(os.path.join(env.out, "summary.csv"), summary)
+    report(env, args, summary, rows, meta)
+    return 0
+
+
 def become_subreaper():
     """Processes restored with -d lose their parent (criu exits): make them
     ours, so we reap them when a later dump kills them and their PIDs are
@@ -898,7 +926,11 @@ def main():
     ap.add_argument("--limits", action="store_true",
                     help="also measure lz4/zstd per core, pipe and disk bandwidth (limits.txt)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the per-round order shuffle")
+    ap.add_argument("--report-only", metavar="DIR",
+                    help="only rebuild results.md, summary.csv and plots from DIR/raw.csv")
     args = ap.parse_args()
+    if args.report_only:
+        return report_only(args)
     if args.quick:
         args.sizes, args.ref_size, args.runs = "0.0625", 0.0625, 1
         args.workloads = "tree" if args.workloads == "zero,random,tree" else args.workloads
@@ -1009,6 +1041,7 @@ def write_meta(env, args, cases, when, meta=None):
             "criu": sh(f"{env.criu} --version | head -1"),
             "lz4": sh("lz4 -V 2>&1 | head -1"),
             "drop_caches": str(env.drop),
+            "ref_size": f"{args.ref_size:g}",
             "cases": "; ".join(f"{c.key} x{c.procs}: " + ",".join(s.name for s in ss)
                                for c, ss in cases),
         })
@@ -1107,7 +1140,7 @@ def report(env, args, summary, rows, meta):
         if s.get("daemon_dump_rss_kb"):
             peak = max(s["daemon_dump_rss_kb_max"], s.get("daemon_restore_rss_kb_max", 0))
             drss = f"{peak / 1024:.0f}"
-        w = s["workload"] + (f" ({s['procs']} procs)" if int(s["procs"]) > 1 else "")
+        w = s["workload"] + (f" ({int(s['procs'])} procs)" if int(s["procs"]) > 1 else "")
         lines.append(
             f"| {w} | {s['size_gib']:g} | {s['system']} | {s['ok']}/{s['runs']} "
             f"| {fmt_range(s, 'dump_wall_s')} | {fmt(s.get('dump_x_plain'))} "
@@ -1174,6 +1207,12 @@ def targets(summary, args):
          for s in summary if s.get("daemon_dump_rss_kb")]
     if d:
         out.append(f"- daemon peak RSS over all cases: {max(d) / 1024:.0f} MiB")
+    both = [max(s.get("streamer_dump_rss_kb_max", 0) + s.get("daemon_dump_rss_kb_max", 0),
+                s.get("streamer_restore_rss_kb_max", 0) + s.get("daemon_restore_rss_kb_max", 0))
+            for s in summary if s.get("daemon_dump_rss_kb")]
+    if both:
+        out.append(f"- streamer + daemon peak RSS, worst case: {max(both) / 1024:.0f} MiB "
+                   f"(target < 100 MiB up to 8 GiB)")
     for system in ("plain", "plain+lz4", "stasis-lz4-n2", "stream-lz4-n2"):
         pts = sorted((s["size_gib"], s["dump_wall_s"]) for s in summary
                      if s["workload"] == "mixed" and s["system"] == system and "dump_wall_s" in s)
@@ -1191,9 +1230,8 @@ def plot(env, summary, args):
     systems = ["plain", "plain+lz4", "stasis-lz4-n2", "stream-lz4-n2"]
     with open(sizes_dat, "w") as f:
         for system in systems:
-            pts = sorted(s for s in summary
-                         if s["workload"] == "mixed" and s["system"] == system and
-                         "dump_wall_s" in s)
+            pts = [s for s in summary
+                   if s["workload"] == "mixed" and s["system"] == system and "dump_wall_s" in s]
             f.write(f"# {system}\n")
             for s in sorted(pts, key=lambda s: s["size_gib"]):
                 f.write(f"{s['size_gib']} {s['dump_wall_s']} {s['dump_wall_s_min']} "
