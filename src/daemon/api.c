@@ -54,7 +54,12 @@ static void reply_err(struct api_resp *rs, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	reply(rs, status, json_pack("{s:s}", "error", msg));
+	/* JSON strings must be UTF-8: a path or ID from the request may not be. */
+	rs->json = json_pack("{s:s}", "error", msg);
+	for (char *p = msg; !rs->json && *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	reply(rs, status, rs->json ? rs->json : json_pack("{s:s}", "error", msg));
 }
 
 static bool may_see(const struct creds *caller, const struct job *j)
