@@ -414,7 +414,14 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 	json_decref(groups);
 	j->cmd = strdup(cmd);
 	j->workdir = strdup(wd);
-	j->env = json_dumps(*env ? *env : json_array(), JSON_COMPACT);
+	if (*env) {
+		j->env = json_dumps(*env, JSON_COMPACT);
+	} else {
+		json_t *none = json_array();
+
+		j->env = json_dumps(none, JSON_COMPACT);
+		json_decref(none);
+	}
 	j->gpu = gpu;
 	return 0;
 }
