@@ -117,8 +117,14 @@ static int start(const char *state, bool debug)
 static int stop(void)
 {
 	uint64_t deadline = now_ms() + STOP_TIMEOUT_MS;
+	char proc[64] = "";
 	struct reply r;
 
+	/* Its pid, to wait until it has really exited (and released its state). */
+	if (!api_quiet("GET", "/v1/version", NULL, &r))
+		snprintf(proc, sizeof(proc), "/proc/%lld",
+			 json_integer_value(json_object_get(r.json, "pid")));
+	reply_free(&r);
 	if (api_quiet("POST", "/v1/shutdown", NULL, &r)) {
 		if (r.status == 0) {
 			printf("stasisd is not running (socket %s)\n", cli_socket);
@@ -130,7 +136,7 @@ static int stop(void)
 	}
 	reply_free(&r);
 	while (now_ms() < deadline) {
-		if (!daemon_alive()) {
+		if (!daemon_alive() && (!proc[0] || access(proc, F_OK))) {
 			printf("stasisd stopped\n");
 			return 0;
 		}

@@ -78,6 +78,9 @@ struct op {
 	bool as_owner;          /* run CRIU/streamer as the owner (non-root job) */
 	char dir[PATH_MAX];     /* resolved checkpoint dir */
 	int dfd;
+	char fdpath[64];        /* /proc/<us>/fd/<dfd>: DIR for CRIU and the streamer, immune
+				 * to renames of DIR's ancestors by its owner */
+	bool locked;            /* DIR is root's while we work (ckdir_lock) */
 	pid_t streamer;
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms;        /* GPU job: "GPUDuration" (docs/gpu.md) */
@@ -136,6 +139,26 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 	return 0;
 }
 
+/* Open DIR and, for a user's job, take it from the user while we work on it. */
+static int op_open_dir(struct op *op)
+{
+	op->dfd = ckdir_open(op->dir);
+	if (op->dfd < 0)
+		return fail(op, 404, "checkpoint directory %s: %s", op->dir, strerror(-op->dfd));
+	snprintf(op->fdpath, sizeof(op->fdpath), "/proc/%d/fd/%d", (int)getpid(), op->dfd);
+	return 0;
+}
+
+static int op_lock(struct op *op)
+{
+	if (!op->as_owner)
+		return 0;
+	op->locked = true;
+	if (ckdir_lock(op->dfd, op->dir, op->err, op->errlen))
+		return 409;
+	return 0;
+}
+
 static void op_end(struct op *op)
 {
 	if (op->streamer > 0) {
@@ -143,6 +166,8 @@ static void op_end(struct op *op)
 		if (wait_child(op->streamer, NULL, 5000))
 			log_warn("streamer %d did not exit", op->streamer);
 	}
+	if (op->locked)
+		ckdir_unlock(op->dfd, op->job.uid, op->job.gid);
 	if (op->dfd >= 0)
 		close(op->dfd);
 	jobs_busy_end(op->job.id);
@@ -172,7 +197,7 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 	snprintf(fdbuf, sizeof(fdbuf), "%d", rp[1]);
 	argv[n++] = (char *)cfg.streamer;
 	argv[n++] = "-D";
-	argv[n++] = op->dir;
+	argv[n++] = op->fdpath;
 	if (shards > 0) {
 		snprintf(nbuf, sizeof(nbuf), "%d", shards);
 		argv[n++] = "--shards";
@@ -188,7 +213,8 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 		argv[n++] = "--force";
 	argv[n++] = (char *)mode;
 	argv[n] = NULL;
-	o.cr = op->as_owner ? &op->owner : NULL;
+	/* Root's, in a directory the owner cannot enter meanwhile; sealed for them after. */
+	o.cr = op->locked ? NULL : op->as_owner ? &op->owner : NULL;
 	o.stdout_fd = logfd;
 	o.stderr_fd = logfd;
 	o.keep_fd = rp[1];
@@ -310,9 +336,10 @@ static int prepare_dump_dir(struct op *op, const struct creds *caller, struct du
 				       ret == -EINVAL || ret == -EPERM
 			       ? 400
 			       : 500;
-	op->dfd = ckdir_open(op->dir);
-	if (op->dfd < 0 || fstat(op->dfd, &st))
-		return fail(op, 400, "%s: %s", op->dir, strerror(op->dfd < 0 ? -op->dfd : errno));
+	if (op_open_dir(op))
+		return 400;
+	if (fstat(op->dfd, &st))
+		return fail(op, 400, "%s: %s", op->dir, strerror(errno));
 	if (st.st_uid != op->job.uid) {
 		/* Only root may hand a directory of someone else's to the job's owner. */
 		if (caller->uid != 0)
@@ -351,7 +378,7 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 	argv[n++] = "-t";
 	argv[n++] = pidbuf;
 	argv[n++] = "-D";
-	argv[n++] = op->dir;
+	argv[n++] = op->fdpath;
 	argv[n++] = "-o";
 	argv[n++] = "dump.log";
 	argv[n++] = "-v4";
@@ -418,11 +445,18 @@ static json_t *dump_stats(struct op *op, uint64_t t_end, uint64_t size)
 static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t **out)
 {
 	struct ckpt c = { 0 };
-	uint64_t size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
-	uint64_t t_end;
+	char *digest = NULL;
+	uint64_t size, t_end;
 	json_t *stats, *marker;
 	char *text;
 	int ret;
+
+	/* Fingerprint the files while the owner cannot touch them; restore checks it. */
+	ret = ckdir_digest(op->dfd, &digest);
+	if (ret)
+		return fail(op, 500, "record: cannot read back %s: %s", op->dir, strerror(-ret));
+	size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
+	op->locked = false;
 
 	snprintf(c.job, sizeof(c.job), "%s", op->job.id);
 	c.dir = op->dir;
@@ -435,7 +469,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	c.criu_opts = json_dumps(opts, JSON_COMPACT);
 	c.size = size;
 	c.created = (int64_t)wall_ms();
-	c.digest = "";
+	c.digest = digest;
 	marker = json_pack("{s:s, s:i, s:I, s:b, s:i, s:I}", "job", op->job.id, "pid",
 			   op->job.pid, "uid", (json_int_t)op->job.uid, "streamed", c.streamed,
 			   "shards", c.shards, "created_ms", (json_int_t)c.created);
@@ -445,6 +479,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	free(text);
 	if (ret) {
 		free(c.criu_opts);
+		free(digest);
 		return fail(op, 500, "record: cannot write %s/%s: %s", op->dir, CK_MARKER,
 			    strerror(-ret));
 	}
@@ -458,6 +493,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	if (ret) {
 		free(c.criu_opts);
 		free(c.stats);
+		free(digest);
 		json_decref(stats);
 		return fail(op, 500, "record: cannot record the checkpoint in the database");
 	}
@@ -465,6 +501,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 			 ckpt_to_json(&c));
 	free(c.criu_opts);
 	free(c.stats);
+	free(digest);
 	return 0;
 }
 
@@ -550,6 +587,8 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		code = fail(&op, 409, "job %s is not running (%s)", id, job_status(&op.job));
 	if (!code)
 		code = prepare_dump_dir(&op, caller, &d);
+	if (!code)
+		code = op_lock(&op);
 	if (!code && d.stream)
 		code = start_streamer(&op, "capture", d.stream, d.codec, d.force);
 	if (code)
@@ -667,9 +706,8 @@ static int check_checkpoint(struct op *op, const struct ckpt *c, bool recorded, 
 	enum ck_kind kind;
 	int shards;
 
-	op->dfd = ckdir_open(op->dir);
-	if (op->dfd < 0)
-		return fail(op, 404, "checkpoint %s: %s", op->dir, strerror(-op->dfd));
+	if (op_open_dir(op))
+		return 404;
 	kind = ckdir_kind(op->dfd);
 	if (kind == CK_NONE || (recorded && !ckdir_has(op->dfd, CK_MARKER)))
 		return fail(op, 409,
@@ -773,6 +811,30 @@ static int restored(struct op *op, const char *work, json_t **out)
 }
 
 /*
+ * The files must be the ones the dump wrote (the owner could have edited them,
+ * and root restores them). Unrecorded checkpoints only reach here for root.
+ */
+static int check_digest(struct op *op, const struct creds *caller, const struct ckpt *c,
+			bool recorded)
+{
+	char why[512];
+
+	if (!recorded || !op->as_owner)
+		return 0;
+	if ((!c->digest || !c->digest[0]) && caller->uid == 0) {
+		log_warn("job %s: %s has no recorded digest; restoring it unchecked for root",
+			 op->job.id, op->dir);
+		return 0;
+	}
+	if (ckdir_verify(op->dfd, c->digest ? c->digest : "", why, sizeof(why)))
+		return fail(op, 409,
+			    "checkpoint %s does not match what was dumped: %s; refusing to restore "
+			    "it",
+			    op->dir, why);
+	return 0;
+}
+
+/*
  * A failed restore may leave the task CRIU forked for PID as our zombie child
  * (--restore-sibling makes it ours): reap it, or the PID stays taken.
  */
@@ -832,7 +894,7 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	argv[n++] = (char *)cfg.criu;
 	argv[n++] = "restore";
 	argv[n++] = "-D";
-	argv[n++] = op->dir;
+	argv[n++] = op->fdpath;
 	argv[n++] = "-W";
 	argv[n++] = (char *)work;
 	argv[n++] = "-o";
@@ -933,6 +995,10 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		code = pick_checkpoint(&op, caller, dir, &c, &recorded);
 	if (!code)
 		code = check_checkpoint(&op, &c, recorded, stream, &streamed);
+	if (!code)
+		code = op_lock(&op);
+	if (!code)
+		code = check_digest(&op, caller, &c, recorded);
 	if (!code)
 		code = check_pid(&op, recorded ? c.pid : op.job.pid);
 	if (!code && op.job.gpu)

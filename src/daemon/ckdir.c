@@ -13,6 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <gnutls/crypto.h>
+#include <jansson.h>
+
 #include "util.h"
 
 struct resolve_arg {
@@ -237,4 +240,218 @@ int ckdir_open_log(int dfd, const char *name, uid_t uid, gid_t gid)
 		return ret;
 	}
 	return fd;
+}
+
+/* Files that restore never reads, or that change after the dump by design. */
+static bool digest_skip(const char *name)
+{
+	return name[0] == '.' || !strcmp(name, CK_MARKER) || log_file(name) ||
+	       !fnmatch("stats-*", name, 0) || !strcmp(name, "streamer-stats.json");
+}
+
+/* Does any process (other than us) have a file under DIR/ open or mapped? */
+static bool dir_in_use(const char *real, char *who, size_t wholen)
+{
+	char prefix[PATH_MAX + 2], path[PATH_MAX + 300], link[PATH_MAX];
+	size_t plen;
+	struct dirent *p, *f;
+	DIR *procs, *fds;
+	pid_t self = getpid();
+	bool used = false;
+
+	snprintf(prefix, sizeof(prefix), "%s/", real);
+	plen = strlen(prefix);
+	procs = opendir("/proc");
+	if (!procs)
+		return false;
+	while (!used && (p = readdir(procs))) {
+		char *maps = NULL;
+
+		if (p->d_name[0] < '0' || p->d_name[0] > '9' || atoi(p->d_name) == self)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
+		fds = opendir(path);
+		while (fds && !used && (f = readdir(fds))) {
+			ssize_t n;
+
+			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, f->d_name);
+			n = readlink(path, link, sizeof(link) - 1);
+			if (n > 0) {
+				link[n] = '\0';
+				used = !strncmp(link, prefix, plen);
+			}
+		}
+		if (fds)
+			closedir(fds);
+		snprintf(path, sizeof(path), "/proc/%s/maps", p->d_name);
+		if (!used && !read_file(path, &maps, NULL))
+			used = strstr(maps, prefix) != NULL;
+		free(maps);
+		if (used)
+			snprintf(who, wholen, "process %s", p->d_name);
+	}
+	closedir(procs);
+	return used;
+}
+
+int ckdir_lock(int dfd, const char *real, char *err, size_t errlen)
+{
+	int fd = -1;
+	DIR *d = NULL;
+	struct dirent *e;
+	struct stat st;
+	char who[300];
+	int ret = 0;
+
+	if (fchown(dfd, 0, 0) || fchmod(dfd, 0700)) {
+		snprintf(err, errlen, "cannot lock %s: %s", real, strerror(errno));
+		return -errno;
+	}
+	if (dir_in_use(real, who, sizeof(who))) {
+		snprintf(err, errlen, "%s is in use: %s has one of its files open or mapped", real,
+			 who);
+		return -EBUSY;
+	}
+	fd = dup(dfd);
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	rewinddir(d);
+	while (!ret && (e = readdir(d))) {
+		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+			continue;
+		if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !digest_skip(e->d_name)) {
+			snprintf(err, errlen, "%s/%s has another hard link: it could change", real,
+				 e->d_name);
+			ret = -EMLINK;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+void ckdir_unlock(int dfd, uid_t uid, gid_t gid)
+{
+	/* On failure the directory stays root's: safe, and the next operation says why. */
+	if (fchown(dfd, uid, gid) == 0)
+		fchmod(dfd, 0700);
+}
+
+static int sha256_file(int dfd, const char *name, char hex[65])
+{
+	unsigned char md[32], *buf;
+	gnutls_hash_hd_t h;
+	int fd, ret = 0;
+	ssize_t n;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(1 << 20);
+	if (!buf || gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0) {
+		free(buf);
+		close(fd);
+		return -ENOMEM;
+	}
+	while ((n = read_full(fd, buf, 1 << 20)) > 0)
+		gnutls_hash(h, buf, (size_t)n);
+	if (n < 0)
+		ret = (int)n;
+	gnutls_hash_deinit(h, md);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+static int digest_obj(int dfd, json_t **out)
+{
+	int fd = dup(dfd), ret = 0;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	json_t *obj = json_object();
+	struct dirent *e;
+	struct stat st;
+	char hex[65];
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		json_decref(obj);
+		return -errno;
+	}
+	rewinddir(d);
+	while (!ret && (e = readdir(d))) {
+		if (digest_skip(e->d_name) || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		ret = sha256_file(dfd, e->d_name, hex);
+		if (!ret)
+			json_object_set_new(obj, e->d_name, json_string(hex));
+	}
+	closedir(d);
+	if (ret)
+		json_decref(obj);
+	else
+		*out = obj;
+	return ret;
+}
+
+int ckdir_digest(int dfd, char **out)
+{
+	json_t *obj;
+	int ret = digest_obj(dfd, &obj);
+
+	if (ret)
+		return ret;
+	*out = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(obj);
+	return *out ? 0 : -ENOMEM;
+}
+
+int ckdir_verify(int dfd, const char *digest, char *err, size_t errlen)
+{
+	json_t *want = json_loads(digest, 0, NULL), *have = NULL, *v;
+	const char *name;
+	int ret;
+
+	if (!json_is_object(want)) {
+		json_decref(want);
+		snprintf(err, errlen, "no digest was recorded for this checkpoint");
+		return -EINVAL;
+	}
+	ret = digest_obj(dfd, &have);
+	if (ret) {
+		snprintf(err, errlen, "cannot read the checkpoint's files: %s", strerror(-ret));
+		json_decref(want);
+		return ret;
+	}
+	json_object_foreach(want, name, v) {
+		json_t *h = json_object_get(have, name);
+
+		if (!h) {
+			snprintf(err, errlen, "file %s is missing", name);
+			ret = -ENOENT;
+		} else if (!json_equal(h, v)) {
+			snprintf(err, errlen, "file %s changed since the checkpoint was made", name);
+			ret = -EBADMSG;
+		}
+		if (ret)
+			break;
+	}
+	if (!ret)
+		json_object_foreach(have, name, v) {
+			if (!json_object_get(want, name)) {
+				snprintf(err, errlen, "file %s was added after the checkpoint was made",
+					 name);
+				ret = -EBADMSG;
+				break;
+			}
+		}
+	json_decref(want);
+	json_decref(have);
+	return ret;
 }

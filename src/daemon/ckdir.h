@@ -50,4 +50,22 @@ int ckdir_copy_in(int dfd, const char *name, const char *src, uid_t uid, gid_t g
 /* Open NAME in DFD for writing a log (new file, owned by UID/GID, 0600). */
 int ckdir_open_log(int dfd, const char *name, uid_t uid, gid_t gid);
 
+/*
+ * While the daemon works on a user's checkpoint, the user must not be able to
+ * change it (the images are restored by root: a forged image would hand out
+ * root). ckdir_lock makes the directory root's 0700 and fails if any process
+ * has one of its files open or mapped, or a file has another hard link;
+ * ckdir_unlock gives it back to UID/GID (0700).
+ */
+int ckdir_lock(int dfd, const char *real, char *err, size_t errlen);
+void ckdir_unlock(int dfd, uid_t uid, gid_t gid);
+
+/*
+ * SHA-256 of every file restore reads (images, shards, manifest, gpu.json), as
+ * a JSON object text {"name": "hex", ...} in *OUT (malloc'ed).
+ */
+int ckdir_digest(int dfd, char **out);
+/* Compare DFD's files with a digest from ckdir_digest; ERR names the first difference. */
+int ckdir_verify(int dfd, const char *digest, char *err, size_t errlen);
+
 #endif

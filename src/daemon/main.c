@@ -81,6 +81,9 @@ static int lock_state(const char *state_dir)
 
 	snprintf(path, sizeof(path), "%s/stasisd.pid", state_dir);
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	/* A daemon that was just told to stop may still be finishing: give it a moment. */
+	for (int i = 0; fd >= 0 && i < 100 && flock(fd, LOCK_EX | LOCK_NB); i++)
+		usleep(100000);
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB)) {
 		log_err("another stasisd holds %s (%s)", path, strerror(errno));
 		return -1;

@@ -36,6 +36,8 @@
 static const int criu_caps[] = {
 	CAP_CHECKPOINT_RESTORE, CAP_SYS_PTRACE, CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID,
 	CAP_CHOWN,		CAP_FOWNER,	CAP_KILL,      CAP_NET_ADMIN, CAP_SYS_CHROOT,
+	/* The checkpoint dir is root's while CRIU writes it (see ckdir_lock). */
+	CAP_DAC_OVERRIDE,	CAP_DAC_READ_SEARCH,
 };
 
 static const char *const phases[] = {

@@ -98,6 +98,26 @@ wait_for 10 sh -c "! kill -0 $pid 2>/dev/null"
 out=$(as $UA restore job ajob -d "$T/a/forged" 2>&1)
 check a_unrecorded_restore_refused grep -q "not a checkpoint that stasisd recorded" <<<"$out"
 check a_recorded_restore_ok as $UA restore job ajob -d "$T/a/ck-copy-src"
+
+# A edits its recorded checkpoint (root restores images: a forged one would
+# hand out root): refused, for A and for root, until the files are as dumped.
+check a_dump_for_tamper as $UA dump job ajob -d "$T/a/tamper"
+img=$(ls "$T/a/tamper"/core-*.img | head -1)
+cp "$img" "$T/core.save"
+runuser -u $UA -- $PY -c "
+import sys
+f = open(sys.argv[1], 'r+b'); f.seek(10); b = f.read(1); f.seek(10); f.write(bytes([b[0] ^ 1]))" "$img"
+refused() { local out; out=$("$@" 2>&1) && return 1; grep -q "does not match what was dumped" <<<"$out"; }
+check a_tampered_refused refused as $UA restore job ajob
+check root_tampered_refused refused sd restore job ajob
+check tampered_job_untouched test "$(job_status ajob)" = JOB_KILLED
+check tampered_dir_given_back test "$(stat -c %U "$T/a/tamper")" = $UA
+cp "$T/core.save" "$img"
+runuser -u $UA -- ln "$img" "$T/a/hardlink" 2>/dev/null
+out=$(as $UA restore job ajob 2>&1)
+check a_hardlinked_refused grep -q "hard link" <<<"$out"
+rm -f "$T/a/hardlink"
+check a_untampered_restores as $UA restore job ajob
 as $UA kill ajob >/dev/null
 check a_rm as $UA rm ajob
 finish
