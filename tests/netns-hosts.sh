@@ -12,7 +12,8 @@
 # namespaces: the machine's own network is never touched.
 #
 #   host_up NAME IP [LIB_TMPFS_SIZE]   create a host; IP is its veth address (10.77.0.x)
-#   hosts_link A B                     veth pair between A and B (call once, after both)
+#   hosts_link A B                     veth pair between A and B (call once, after both);
+#                                      host_link_down/host_link_up A B cut and mend it
 #   host_exec NAME CMD...              run CMD inside NAME (no stray fds inherited)
 #   host_bg NAME OUTFILE CMD...        same, in the background, output appended to
 #                                      OUTFILE; sets $host_bg_pid to CMD's PID as the
@@ -23,6 +24,7 @@
 #   host_pid_base NAME N               next PIDs in NAME start above N
 #   host_ip NAME / host_init NAME      its address / its PID 1 as seen from outside
 #   hosts_down                         kill every host (registered with at_exit)
+#   migration_pair, job_pid, job_status  the setup and queries of t_migrate_*.sh
 # Everything about a host lives in $T/hosts/NAME (daemon.log, lib/, ...).
 
 NS_PREFIX=10.77.0
@@ -93,19 +95,51 @@ host_bg() {
 	n=$!
 	# nsenter forks the command into the PID namespace: wait for that child.
 	host_bg_pid=
-	wait_for 5 _has_children $n || return 1
+	wait_for 20 _has_children $n || return 1
 	host_bg_pid=$(_children $n)
 }
 
 hosts_link() {
 	local a=$1 b=$2
-	nsenter -t "$(host_init "$a")" -n ip link add "v-$a" type veth peer name "v-$b" \
+	nsenter -t "$(host_init "$a")" -n ip link add "$a-$b" type veth peer name "$b-$a" \
 		netns "$(host_init "$b")" || die "veth between $a and $b"
-	host_exec "$a" ip addr add "$(host_ip "$a")/24" dev "v-$a"
-	host_exec "$b" ip addr add "$(host_ip "$b")/24" dev "v-$b"
-	host_exec "$a" ip link set "v-$a" up
-	host_exec "$b" ip link set "v-$b" up
+	host_exec "$a" ip addr add "$(host_ip "$a")/24" dev "$a-$b"
+	host_exec "$b" ip addr add "$(host_ip "$b")/24" dev "$b-$a"
+	host_link_up "$a" "$b"
 }
+
+# host_link_up A B / host_link_down A B: A's end of the A-B link (interface "A-B").
+host_link_up() { host_exec "$1" ip link set "$1-$2" up && host_exec "$2" ip link set "$2-$1" up; }
+host_link_down() { host_exec "$1" ip link set "$1-$2" down; }
+
+# migration_pair [B_LIB_TMPFS_SIZE]: the usual setup of the migration tests.
+# Hosts a (10.77.0.1) and b (10.77.0.2), linked; a shared token in $T/token;
+# stasisd on both, b listening on 10.77.0.2:7070 ($TARGET); a's next PIDs
+# above 5000; $T/work, a directory every job may use (shared by both hosts).
+TARGET=10.77.0.2:7070
+migration_pair() {
+	head -c 32 /dev/urandom | base64 >"$T/token"
+	chmod 600 "$T/token"
+	host_up a 10.77.0.1
+	host_up b 10.77.0.2 "${1:-}"
+	hosts_link a b
+	host_daemon a --token-file "$T/token"
+	host_daemon b --listen "$TARGET" --token-file "$T/token"
+	host_pid_base a 5000
+	mkdir -p "$T/work"
+	chmod 0777 "$T/work"
+}
+
+# job_pid HOST ID: the job's PID as HOST's daemon reports it.
+job_pid() { host_stasis "$1" ps --json 2>/dev/null | $PY -c "
+import json, sys
+for j in json.load(sys.stdin):
+    if j['id'] == '$2': print(j['pid'])"; }
+# job_status HOST ID: JOB_RUNNING, JOB_MIGRATED, ... or nothing.
+job_status() { host_stasis "$1" ps --json 2>/dev/null | $PY -c "
+import json, sys
+for j in json.load(sys.stdin):
+    if j['id'] == '$2': print(j['status'])"; }
 
 host_stasis() {
 	local name=$1

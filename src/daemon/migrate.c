@@ -8,13 +8,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "jobs.h"
 #include "log.h"
+#include "migrate_files.h"
 #include "util.h"
 
 struct mg_state mg;
@@ -70,6 +74,58 @@ static void sweep(const char *dir, const char *prefix)
 		closedir(d);
 }
 
+/*
+ * A daemon that died mid-migration left the job frozen (--leave-stopped) and
+ * a window STATE/migrate/ID-MS behind: the migration did not complete (we
+ * would have removed the window), so the job belongs here. Resume it, and
+ * forget any checkpoint recorded in a window.
+ */
+static void resume_interrupted(void)
+{
+	struct dirent *e;
+	struct ckpt *v;
+	DIR *d = opendir(mg.outgoing);
+	int n;
+
+	while (d && (e = readdir(d))) {
+		char id[JOB_ID_MAX + 1], *dash;
+		struct job j;
+
+		if (e->d_name[0] == '.')
+			continue;
+		if (strlen(e->d_name) >= sizeof(id))
+			continue;
+		memcpy(id, e->d_name, strlen(e->d_name) + 1);
+		dash = strrchr(id, '-');
+		if (dash)
+			*dash = '\0';
+		if (db_job_get(id, &j))
+			continue;
+		if (!strcmp(j.state, ST_RUNNING) && proc_is(j.pid, j.start)) {
+			pid_t *tree;
+			size_t k;
+
+			if (!mfiles_tree(j.pid, &tree, &k)) {
+				while (k--)
+					kill(tree[k], SIGCONT);
+				free(tree);
+			}
+			log_warn("job %s: resumed; its migration was interrupted by a restart", id);
+		}
+		job_free(&j);
+	}
+	if (d)
+		closedir(d);
+	if (db_ckpt_list(NULL, &v, &n))
+		return;
+	for (int i = 0; i < n; i++) {
+		if (!strncmp(v[i].dir, mg.outgoing, strlen(mg.outgoing)))
+			db_ckpt_delete_dir(v[i].dir);
+		ckpt_free(&v[i]);
+	}
+	free(v);
+}
+
 int migrate_init(const struct migrate_config *cfg, char *err, size_t errlen)
 {
 	snprintf(mg.state_dir, sizeof(mg.state_dir), "%s", cfg->state_dir);
@@ -95,6 +151,7 @@ int migrate_init(const struct migrate_config *cfg, char *err, size_t errlen)
 		return -1;
 	}
 	sweep(mg.received, MG_INCOMING);
+	resume_interrupted();
 	/* Source-side windows hold nothing worth keeping once the daemon restarts. */
 	sweep(mg.outgoing, NULL);
 	return 0;

@@ -45,6 +45,7 @@
 #define MAX_RX_FILES      256
 #define MAX_RX_CONNS      8
 #define VERIFY_TIMEOUT_MS 600000
+#define DRAIN_MS          10000
 
 static int listen_fd = -1;
 static int stop_pipe[2] = {-1, -1};
@@ -574,6 +575,29 @@ static void rx_unrestore(struct rx *rx, json_t *res)
 	log_warn("job %s: the source did not get our answer; restored copy removed", rx->id);
 }
 
+/*
+ * After an error answer: read and drop what the sender still had in flight
+ * until it closes (it stops once it sees our answer), so that closing here
+ * does not reset the connection under our answer before it was read.
+ */
+static void rx_drain(struct rx *rx)
+{
+	uint64_t end = now_ms() + DRAIN_MS;
+
+	tp_set_timeout(rx->c, DRAIN_MS);
+	while (now_ms() < end) {
+		enum tp_type t;
+		size_t len;
+		void *buf;
+
+		if (tp_recv(rx->c, &t, &buf, &len))
+			return;
+		free(buf);
+		if (t == TP_ABORT)
+			return;
+	}
+}
+
 static void rx_cleanup(struct rx *rx)
 {
 	for (int i = 0; i < MAX_RX_FILES; i++) {
@@ -610,8 +634,8 @@ static void *rx_thread(void *p)
 	if (ret) {
 		log_warn("transfer%s%s from %s failed: %s", rx->id[0] ? " of job " : "", rx->id,
 		         rx->peer, rx->err);
-		if (ret != -2)
-			answer(rx, json_pack("{s:b, s:s}", "ok", 0, "error", rx->err));
+		if (ret != -2 && !answer(rx, json_pack("{s:b, s:s}", "ok", 0, "error", rx->err)))
+			rx_drain(rx);
 	} else {
 		ans = json_pack("{s:b, s:s, s:s, s:I, s:{s:I, s:I, s:I}}", "ok", 1, "job", rx->id,
 		                "checkpoint", rx->final, "bytes", (json_int_t)rx->bytes, "timings",

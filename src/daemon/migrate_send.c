@@ -45,6 +45,8 @@
 #define MAX_TX_FILES   128
 #define DEFAULT_SHARDS 2
 #define IDLE_POLL_US   5000
+/* Most bytes the window may hold unsent before the capture is paused. */
+#define WINDOW_MAX (64ull << 20)
 
 struct tx_file {
 	char name[256];
@@ -66,6 +68,8 @@ struct tx {
 	char err[1024];
 	bool target_said; /* err holds the target's own words */
 	char *buf;
+	pid_t streamer; /* the capture writing into the window, once found */
+	bool paused;    /* we stopped it: the window is full */
 };
 
 static int tx_fail(struct tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -242,6 +246,79 @@ static bool is_shard(const char *name)
 	return !strncmp(name, "img-", 4) && strchr(name + 4, '.');
 }
 
+/*
+ * The capture process writing into our window: a child of this daemon whose
+ * command line names the window. Found by its arguments because ckpt_dump()
+ * owns it; the window's path is unique, so nothing else matches.
+ */
+static pid_t find_capture(const char *dir)
+{
+	char path[64], buf[8192];
+	struct dirent *e;
+	pid_t found = 0;
+	DIR *d = opendir("/proc");
+
+	while (d && !found && (e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name);
+		bool has_dir = false, capture = false;
+		ssize_t n;
+		int fd;
+
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read_full(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		if (!strstr(buf, "stasis-streamer"))
+			continue;
+		for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+			has_dir |= !strcmp(a, dir);
+			capture |= !strcmp(a, "capture");
+		}
+		if (has_dir && capture)
+			found = pid;
+	}
+	if (d)
+		closedir(d);
+	return found;
+}
+
+/*
+ * Backpressure: bytes written into the window but not sent yet. Past
+ * WINDOW_MAX the capture is stopped (SIGSTOP), so CRIU blocks on its pipes
+ * and the dump runs at the network's pace instead of filling the disk.
+ */
+static void tx_throttle(struct tx *t, uint64_t unsent)
+{
+	bool want = unsent > WINDOW_MAX;
+
+	if (want == t->paused)
+		return;
+	if (!t->streamer)
+		t->streamer = find_capture(t->dir);
+	if (t->streamer > 0 && !kill(t->streamer, want ? SIGSTOP : SIGCONT))
+		t->paused = want;
+}
+
+/* The relay failed mid-dump: end the capture so CRIU fails fast and resumes
+ * the job, instead of dumping the rest onto our disk for nothing. */
+static void tx_stop_capture(struct tx *t)
+{
+	if (!t->streamer)
+		t->streamer = find_capture(t->dir);
+	if (t->streamer > 0) {
+		kill(t->streamer, SIGKILL);
+		kill(t->streamer, SIGCONT);
+	}
+	t->paused = false;
+}
+
 /* One pass over the window: new shards are announced, new bytes sent. */
 static int tx_pass(struct tx *t, bool *progress)
 {
@@ -263,6 +340,7 @@ static int tx_pass(struct tx *t, bool *progress)
 	if (d)
 		closedir(d);
 	for (int i = 0; i < t->nf; i++) {
+		uint64_t unsent = 0;
 		struct stat st;
 
 		if (fstat(t->f[i].fd, &st))
@@ -272,6 +350,10 @@ static int tx_pass(struct tx *t, bool *progress)
 				return -1;
 			*progress = true;
 		}
+		for (int k = 0; k < t->nf; k++)
+			if (!fstat(t->f[k].fd, &st) && (uint64_t)st.st_size > t->f[k].sent)
+				unsent += (uint64_t)st.st_size - t->f[k].sent;
+		tx_throttle(t, unsent);
 	}
 	return tx_readable_check(t);
 }
@@ -531,8 +613,10 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	while (!__atomic_load_n(&d.done, __ATOMIC_ACQUIRE)) {
 		bool progress = false;
 
-		if (!rc && (rc = tx_pass(t, &progress)))
+		if (!rc && (rc = tx_pass(t, &progress))) {
 			log_warn("job %s: streaming to %s failed: %s", j->id, t->to, t->err);
+			tx_stop_capture(t);
+		}
 		if (!t_first && t->bytes)
 			t_first = now_ms();
 		if (!progress)
@@ -540,6 +624,7 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	}
 	pthread_join(d.tid, NULL);
 	json_decref(d.req);
+	t->streamer = 0; /* gone: its PID may be reused from now on */
 	if (d.code != 200) {
 		/* CRIU resumes the tree itself when a dump fails; be sure anyway. */
 		resume_tree(j->pid);
@@ -548,6 +633,15 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 			        40);
 		drop_window(t->dir);
 		restore_record(j->id, j->checkpoint);
+		if (rc) {
+			/* We stopped the dump because the stream failed: say why. */
+			snprintf(err, errlen,
+			         "migration of job %s to %s failed while %s: %s; the "
+			         "dump was abandoned and the job keeps running here",
+			         j->id, t->to, t->phase, t->err);
+			log_warn("job %s: %s", j->id, err);
+			return t->target_said ? 409 : 502;
+		}
 		snprintf(err, errlen, "migration of job %s failed while dumping: %s", j->id, d.err);
 		return d.code;
 	}

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Migration between two hosts (tests/netns-hosts.sh): a counting job and a
+# ~1 GiB job move from a to b and keep running there with their PID, their
+# memory and their log; the source shows them as migrated. Also push of an
+# existing checkpoint, restored later on the target.
+. "$(dirname "$0")/../lib.sh"
+. "$TESTS_DIR/netns-hosts.sh"
+
+migration_pair
+
+last_count() { host_stasis "$1" logs "$2" 2>/dev/null | grep -E '^[0-9]+$' | tail -1; }
+count_grows() { local n; n=$(last_count "$1" "$2"); [ -n "$n" ] && [ "$n" -gt "$3" ]; }
+no_leftovers() {
+	[ -z "$(ls -A "$T/hosts/a/lib/migrate")" ] &&
+		[ -z "$(ls -A "$T/hosts/b/lib/received" | grep '^\.incoming-')" ]
+}
+
+# ---- a counting job
+CASE=migrate_counter
+host_stasis a exec --id cnt -w "$T/work" -- $PY -c '
+import time
+n = 0
+while True:
+    n += 1
+    print(n, flush=True)
+    time.sleep(0.05)' >/dev/null || die "exec"
+wait_for 10 count_grows a cnt 5 || die "counter did not start"
+pid=$(job_pid a cnt)
+if host_stasis a migrate job cnt --to "$TARGET" --token-file "$T/token" >"$T/m1.out" 2>&1; then
+	cat "$T/m1.out"
+	before=$(grep -E '^[0-9]+$' "$T/hosts/b/lib/logs/cnt.log" | tail -1)
+	check migrate_counter_running_on_target test "$(job_status b cnt)" = JOB_RUNNING
+	check migrate_counter_keeps_pid test "$(job_pid b cnt)" = "$pid"
+	check migrate_counter_counts_on wait_for 10 count_grows b cnt "$before"
+	check migrate_counter_migrated_on_source test "$(job_status a cnt)" = JOB_MIGRATED
+	check migrate_counter_gone_from_source host_exec a sh -c "! kill -0 $pid 2>/dev/null"
+	# The log travelled: the target's copy starts with the source's first lines.
+	check migrate_counter_log_travelled sh -c "head -1 '$T/hosts/b/lib/logs/cnt.log' | grep -qx 1"
+	check migrate_counter_no_leftovers no_leftovers
+else
+	cat "$T/m1.out"
+	fail $CASE
+fi
+
+# ---- a ~1 GiB job: memory verified after the move; timings reported
+CASE=migrate_1g
+# exec: memhog itself is the job's process, so USR1 reaches it.
+host_stasis a exec --id big -w "$T/work" -- "exec $HELPERS/memhog --size 1G --mix mixed" \
+	>/dev/null || die "exec big"
+big_ready() { host_stasis a logs big 2>/dev/null | grep -q '^ready '; }
+wait_for 120 big_ready || die "1 GiB job did not get ready"
+sum=$(host_stasis a logs big | awk '/^ready / { print $2; exit }')
+pid=$(job_pid a big)
+if host_stasis a migrate job big --to "$TARGET" --stream 2 --token-file "$T/token" --json \
+	>"$T/m2.json" 2>&1; then
+	echo "# 1 GiB migration: $(tr -d '\n ' <"$T/m2.json")"
+	check migrate_1g_running_on_target test "$(job_status b big)" = JOB_RUNNING
+	check migrate_1g_keeps_pid test "$(job_pid b big)" = "$pid"
+	host_stasis b kill big --signal USR1 >/dev/null
+	verified() { grep -q "^verify $sum ok" "$T/hosts/b/lib/logs/big.log"; }
+	check migrate_1g_memory_verified wait_for 30 verified
+	check migrate_1g_migrated_on_source test "$(job_status a big)" = JOB_MIGRATED
+	check migrate_1g_no_leftovers no_leftovers
+else
+	cat "$T/m2.json"
+	fail $CASE
+fi
+host_stasis b kill big --signal KILL >/dev/null 2>&1
+
+# ---- push an existing checkpoint; restore it on the target later
+CASE=push_then_restore
+host_stasis a exec --id pushed -w "$T/work" -- $PY -c '
+import time
+n = 0
+while True:
+    n += 1
+    print(n, flush=True)
+    time.sleep(0.05)' >/dev/null || die "exec pushed"
+wait_for 10 count_grows a pushed 5 || die "pushed job did not start"
+mkdir -p "$T/ck"
+if host_stasis a dump job pushed -d "$T/ck" --stream 2 >/dev/null &&
+	host_stasis a push "$T/ck" --to "$TARGET" --token-file "$T/token" >"$T/p.out" 2>&1; then
+	cat "$T/p.out"
+	check push_recorded_killed test "$(job_status b pushed)" = JOB_KILLED
+	n=$(grep -E '^[0-9]+$' "$T/hosts/b/lib/logs/pushed.log" | tail -1)
+	if host_stasis b restore job pushed >/dev/null; then
+		check push_restored_running test "$(job_status b pushed)" = JOB_RUNNING
+		check push_restored_counts wait_for 10 count_grows b pushed "$n"
+	else
+		fail push_restore
+	fi
+else
+	cat "$T/p.out"
+	fail $CASE
+fi
+finish
