@@ -780,6 +780,10 @@ def profile(env, args, cases):
         if wl is None or wl.pid is None:
             wl = wls[cls] = cls(env, case, f"{'job' if system.daemon else 'wl'}-{case.key}-prof")
             wl.start()
+        elif not args.reuse:
+            wl.kill()
+            wl = wls[cls] = cls(env, case, f"{'job' if system.daemon else 'wl'}-{case.key}-prof2")
+            wl.start()
         log(f"profile {case.key} {system.name}")
         rows = []
         trial(env, wl, case, system, 0, rows, profile=True)
@@ -925,6 +929,9 @@ def main():
                          "perf record -a (default plain,stream:lz4:2); perf-*.txt in the results")
     ap.add_argument("--limits", action="store_true",
                     help="also measure lz4/zstd per core, pipe and disk bandwidth (limits.txt)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="let the next system dump the process the last one restored, instead "
+                         "of a freshly started one (faster; not the default)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the per-round order shuffle")
     ap.add_argument("--report-only", metavar="DIR",
                     help="only rebuild results.md, summary.csv and plots from DIR/raw.csv")
@@ -966,7 +973,9 @@ def main():
                     cls = DaemonWorkload if system.daemon else Workload
                     wl = dmn_wl if system.daemon else plain_wl
                     if wl is None or wl.pid is None:
-                        wl = cls(env, case, f"{'job' if system.daemon else 'wl'}-{case.key}-r{rnd}")
+                        env.seq = getattr(env, "seq", 0) + 1
+                        wl = cls(env, case, f"{'job' if system.daemon else 'wl'}-{case.key}-"
+                                 f"r{rnd}-{env.seq}")
                         try:
                             wl.start()
                         except Failed as e:
@@ -978,6 +987,8 @@ def main():
                     else:
                         plain_wl = wl
                     trial(env, wl, case, system, rnd, rows)
+                    if not args.reuse:
+                        wl.kill()  # each trial dumps a freshly filled process
                 for wl in (plain_wl, dmn_wl):
                     if wl:
                         wl.kill()
