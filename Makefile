@@ -129,6 +129,12 @@ FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_FLAGS := -std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
 	      -Isrc/common -Isrc/daemon -Ibuild-fuzz/gen $(PKG_CFL)
+# Targets that need program sources beyond the library:
+FUZZ_EXTRA_fuzz_ckpt := src/streamer/ckpt.c
+FUZZ_EXTRA_fuzz_api  := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c))
+build-fuzz/fuzz_ckpt: $(FUZZ_EXTRA_fuzz_ckpt) $(wildcard src/streamer/*.h)
+build-fuzz/fuzz_api: $(FUZZ_EXTRA_fuzz_api) $(wildcard src/daemon/*.h)
+$(FUZZ_BIN): $(wildcard src/common/*.h tests/fuzz/*.h)
 fuzz: $(FUZZ_BIN)
 build-fuzz/gen/%.pb-c.c build-fuzz/gen/%.pb-c.h: src/common/%.proto
 	@mkdir -p $(dir $@)
