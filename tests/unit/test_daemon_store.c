@@ -1,0 +1,338 @@
+/*
+ * test_daemon_store.c - the daemon's process helpers (src/daemon/proc.c), its
+ * SQLite store (db.c) and checkpoint-directory checks (ckdir.c), on real
+ * processes, a real database and real files. The modules are compiled in here
+ * directly so their static helpers are reachable too.
+ */
+#include "../../src/daemon/proc.c"
+#include "../../src/daemon/db.c"
+#include "../../src/daemon/ckdir.c"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include "unit.h"
+
+static char tmp[64];
+
+static pid_t sleeper(void)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	return pid;
+}
+
+TEST(proc_is_names_one_process)
+{
+	pid_t pid = sleeper();
+	uint64_t start = 0;
+
+	usleep(10000);
+	CHECK_EQ_INT(proc_start_time(pid, &start), 0);
+	CHECK(proc_is(pid, start));
+	CHECK(!proc_is(pid, start + 1)); /* same PID, another start: another process */
+	kill(pid, SIGKILL);
+	usleep(50000);
+	CHECK(!proc_is(pid, start)); /* a zombie is not alive */
+	waitpid(pid, NULL, 0);
+	CHECK(!proc_is(pid, start));
+	CHECK(!proc_is(0, 0));
+}
+
+TEST(pid_in_use_sees_process_and_session)
+{
+	char who[128];
+	pid_t pid = sleeper();
+
+	CHECK(pid_in_use(pid, who, sizeof(who)));
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	/* Our own session and group ID hold our PID even though we are alive anyway. */
+	CHECK(pid_in_use(getsid(0), who, sizeof(who)));
+}
+
+TEST(spawn_reports_phase_and_status)
+{
+	char *bad[] = { "/nonexistent/prog", NULL };
+	char *sh[] = { "/bin/sh", "-c", "exit 3", NULL };
+	struct spawn_opts o = { .argv = bad, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+				.keep_fd = -1, .umask = 022 };
+	const char *phase = NULL;
+	int status = 0;
+	pid_t pid;
+
+	CHECK_EQ_INT(spawn(&o, &pid, &phase), -ENOENT);
+	CHECK_EQ_STR(phase, "exec");
+	o.argv = sh;
+	o.cwd = "/nonexistent-dir";
+	CHECK_EQ_INT(spawn(&o, &pid, &phase), -ENOENT);
+	CHECK_EQ_STR(phase, "chdir");
+	o.cwd = NULL;
+	CHECK_EQ_INT(spawn(&o, &pid, &phase), 0);
+	CHECK_EQ_INT(wait_child(pid, &status, 5000), 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+}
+
+TEST(wait_child_times_out_and_kills)
+{
+	char *argv[] = { "/bin/sleep", "100", NULL };
+	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+				.keep_fd = -1, .umask = 022 };
+	const char *phase;
+	int status;
+	pid_t pid;
+
+	CHECK_EQ_INT(spawn(&o, &pid, &phase), 0);
+	CHECK_EQ_INT(wait_child(pid, &status, 100), -ETIMEDOUT);
+	CHECK(kill(pid, 0) != 0);
+}
+
+TEST(run_capture_collects_output)
+{
+	char *argv[] = { "/bin/sh", "-c", "echo hello; echo err >&2", NULL };
+	char out[64];
+	int status;
+
+	CHECK_EQ_INT(run_capture(argv, out, sizeof(out), 5000, &status), 0);
+	CHECK_EQ_STR(out, "hello\nerr\n");
+}
+
+static int try_mkdir(void *arg, char *out, size_t len)
+{
+	snprintf(out, len, "tried");
+	return mkdir(arg, 0700) ? -errno : 0;
+}
+
+TEST(as_user_has_the_users_rights_only)
+{
+	struct creds nobody = { .uid = 65534, .gid = 65534 };
+	char path[128], out[64];
+
+	snprintf(path, sizeof(path), "%s/private", tmp);
+	mkdir(path, 0700);
+	strcat(path, "/x");
+	CHECK_EQ_INT(as_user(&nobody, try_mkdir, path, out, sizeof(out)), -EACCES);
+	CHECK_EQ_STR(out, "tried");
+	CHECK(access(path, F_OK) != 0);
+}
+
+static void fill_job(struct job *j, const char *id, pid_t pid, uint64_t start)
+{
+	memset(j, 0, sizeof(*j));
+	snprintf(j->id, sizeof(j->id), "%s", id);
+	j->uid = 1000;
+	j->gid = 1000;
+	j->groups = "[1000]";
+	j->cmd = "true";
+	j->workdir = "/";
+	j->env = "[]";
+	j->log = "/tmp/x.log";
+	j->pid = pid;
+	j->start = start;
+	snprintf(j->state, sizeof(j->state), "%s", ST_RUNNING);
+	j->exit_code = -1;
+}
+
+TEST(db_jobs_roundtrip)
+{
+	char path[128];
+	struct job j, g;
+	struct job *v;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/t.db", tmp);
+	CHECK_EQ_INT(db_open(path), 0);
+	fill_job(&j, "a", 100, 555);
+	CHECK_EQ_INT(db_job_insert(&j), 0);
+	CHECK_EQ_INT(db_job_insert(&j), -EEXIST);
+	CHECK_EQ_INT(db_job_get("a", &g), 0);
+	CHECK_EQ_STR(g.state, ST_RUNNING);
+	CHECK_EQ_INT(g.start, 555);
+	job_free(&g);
+	CHECK_EQ_INT(db_job_get("zz", &g), -ENOENT);
+	CHECK(db_job_has_pid(100));
+	CHECK(!db_job_has_pid(101));
+	/* An end reported for another process (start time) changes nothing. */
+	CHECK_EQ_INT(db_job_ended("a", 100, 556, ST_DONE, 0, 0), 0);
+	db_job_get("a", &g);
+	CHECK_EQ_STR(g.state, ST_RUNNING);
+	job_free(&g);
+	CHECK_EQ_INT(db_job_ended("a", 100, 555, ST_DONE, 3, 0), 0);
+	db_job_get("a", &g);
+	CHECK_EQ_STR(g.state, ST_DONE);
+	CHECK_EQ_INT(g.exit_code, 3);
+	job_free(&g);
+	CHECK_EQ_INT(db_job_checkpointed("a", "/ck", true), 0);
+	db_job_get("a", &g);
+	CHECK_EQ_STR(g.state, ST_KILLED);
+	CHECK_EQ_STR(g.checkpoint, "/ck");
+	job_free(&g);
+	fill_job(&j, "b", 200, 1);
+	db_job_insert(&j);
+	CHECK_EQ_INT(db_job_list(&v, &n), 0);
+	CHECK_EQ_INT(n, 2);
+	for (int i = 0; i < n; i++)
+		job_free(&v[i]);
+	free(v);
+	CHECK_EQ_INT(db_job_delete("b"), 0);
+	db_close();
+	/* Reopened: everything is still there (what a daemon restart sees). */
+	CHECK_EQ_INT(db_open(path), 0);
+	CHECK_EQ_INT(db_job_get("a", &g), 0);
+	CHECK_EQ_STR(g.checkpoint, "/ck");
+	job_free(&g);
+	CHECK_EQ_INT(db_job_get("b", &g), -ENOENT);
+	db_close();
+}
+
+TEST(db_checkpoints_roundtrip)
+{
+	char path[128];
+	struct ckpt c = { 0 }, g;
+	struct ckpt *v;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/c.db", tmp);
+	CHECK_EQ_INT(db_open(path), 0);
+	snprintf(c.job, sizeof(c.job), "a");
+	c.dir = "/ck1";
+	c.streamed = true;
+	c.shards = 8;
+	c.digest = "{\"x\":\"y\"}";
+	CHECK_EQ_INT(db_ckpt_insert(&c), 0);
+	CHECK_EQ_INT(db_ckpt_insert(&c), -EEXIST); /* one record per directory */
+	c.dir = "/ck2";
+	CHECK_EQ_INT(db_ckpt_insert(&c), 0);
+	CHECK_EQ_INT(db_ckpt_list("a", &v, &n), 0);
+	CHECK_EQ_INT(n, 2);
+	CHECK_EQ_STR(v[n - 1].dir, "/ck2"); /* latest last */
+	for (int i = 0; i < n; i++)
+		ckpt_free(&v[i]);
+	free(v);
+	CHECK_EQ_INT(db_ckpt_by_dir("/ck1", &g), 0);
+	CHECK_EQ_INT(g.shards, 8);
+	CHECK_EQ_STR(g.digest, "{\"x\":\"y\"}");
+	ckpt_free(&g);
+	CHECK_EQ_INT(db_ckpt_delete_dir("/ck1"), 0);
+	CHECK_EQ_INT(db_ckpt_by_dir("/ck1", &g), -ENOENT);
+	CHECK_EQ_INT(db_ckpt_delete_job("a"), 0);
+	CHECK_EQ_INT(db_ckpt_list("a", &v, &n), 0);
+	CHECK_EQ_INT(n, 0);
+	free(v);
+	db_close();
+}
+
+static void put(int dfd, const char *name, const char *text)
+{
+	int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	if (fd >= 0) {
+		write_all(fd, text, strlen(text));
+		close(fd);
+	}
+}
+
+TEST(ckdir_digest_catches_any_change)
+{
+	char dir[128], *digest = NULL, err[256];
+	int dfd;
+
+	snprintf(dir, sizeof(dir), "%s/ck", tmp);
+	mkdir(dir, 0700);
+	dfd = ckdir_open(dir);
+	CHECK(dfd >= 0);
+	CHECK_EQ_INT(ckdir_kind(dfd), CK_NONE);
+	put(dfd, "inventory.img", "inv");
+	put(dfd, "pages-1.img", "pages");
+	put(dfd, "dump.log", "log");
+	CHECK_EQ_INT(ckdir_kind(dfd), CK_PLAIN);
+	CHECK_EQ_INT(ckdir_digest(dfd, &digest), 0);
+	CHECK(digest && strstr(digest, "pages-1.img") && !strstr(digest, "dump.log"));
+	CHECK_EQ_INT(ckdir_verify(dfd, digest, err, sizeof(err)), 0);
+	put(dfd, "dump.log", "log grew"); /* logs are not part of the checkpoint */
+	put(dfd, "restore.log", "new");
+	CHECK_EQ_INT(ckdir_verify(dfd, digest, err, sizeof(err)), 0);
+	put(dfd, "pages-1.img", "pagez");
+	CHECK(ckdir_verify(dfd, digest, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "pages-1.img changed") != NULL);
+	put(dfd, "pages-1.img", "pages");
+	put(dfd, "core-1.img", "forged");
+	CHECK(ckdir_verify(dfd, digest, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "core-1.img was added") != NULL);
+	unlinkat(dfd, "core-1.img", 0);
+	unlinkat(dfd, "inventory.img", 0);
+	CHECK(ckdir_verify(dfd, digest, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "inventory.img is missing") != NULL);
+	CHECK(ckdir_verify(dfd, "", err, sizeof(err)) != 0);
+	free(digest);
+	close(dfd);
+}
+
+TEST(ckdir_lock_refuses_open_files_and_links)
+{
+	char dir[128], path[192], link_path[192], err[512];
+	struct stat st;
+	pid_t holder;
+	int dfd;
+
+	snprintf(dir, sizeof(dir), "%s/lk", tmp);
+	mkdir(dir, 0755);
+	dfd = ckdir_open(dir);
+	put(dfd, "pages-1.img", "p");
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), 0);
+	fstat(dfd, &st);
+	CHECK(st.st_uid == 0 && (st.st_mode & 0777) == 0700);
+	ckdir_unlock(dfd, 1000, 1000);
+	fstat(dfd, &st);
+	CHECK(st.st_uid == 1000 && (st.st_mode & 0777) == 0700);
+	/* Another process holding a file open could change it after our checks. */
+	snprintf(path, sizeof(path), "%s/pages-1.img", dir);
+	holder = fork();
+	if (holder == 0) {
+		if (open(path, O_RDONLY) >= 0)
+			pause();
+		_exit(0);
+	}
+	usleep(200000);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), -EBUSY);
+	CHECK(strstr(err, "in use") != NULL);
+	kill(holder, SIGKILL);
+	waitpid(holder, NULL, 0);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), 0);
+	/* So could a hard link kept elsewhere. */
+	snprintf(link_path, sizeof(link_path), "%s/elsewhere", tmp);
+	CHECK_EQ_INT(link(path, link_path), 0);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), -EMLINK);
+	unlink(link_path);
+	close(dfd);
+}
+
+int main(void)
+{
+	char cmd[128];
+	int ret;
+
+	snprintf(tmp, sizeof(tmp), "/tmp/stasis-unit-daemon.XXXXXX");
+	if (!mkdtemp(tmp))
+		return 1;
+	log_init("test", LOG_ERROR);
+	RUN(proc_is_names_one_process);
+	RUN(pid_in_use_sees_process_and_session);
+	RUN(spawn_reports_phase_and_status);
+	RUN(wait_child_times_out_and_kills);
+	RUN(run_capture_collects_output);
+	RUN(as_user_has_the_users_rights_only);
+	RUN(db_jobs_roundtrip);
+	RUN(db_checkpoints_roundtrip);
+	RUN(ckdir_digest_catches_any_change);
+	RUN(ckdir_lock_refuses_open_files_and_links);
+	ret = unit_report();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
+	if (system(cmd) != 0)
+		ret = 1;
+	return ret;
+}
