@@ -271,6 +271,7 @@ class Workload:
                      "--procs", str(case.procs), "--log", self.log]
         self.popen = None
         self.pid = None
+        env.live.append(self)
 
     def checksum_line(self, word, after):
         try:
@@ -354,6 +355,7 @@ class DaemonWorkload(Workload):
 
     def start(self):
         cmd = "exec " + " ".join(self.args)
+        self.started = True
         self.env.stasis(["exec", "-i", self.job, "-w", self.dir, cmd])
         line = self.wait_line("ready", 0, 600)
         self.sum = line.split()[1]
@@ -369,9 +371,10 @@ class DaemonWorkload(Workload):
         pass  # the daemon reaps its jobs
 
     def kill(self):
-        if self.pid is None:
+        if self.pid is None and not getattr(self, "started", False):
             return
-        pids = tree_pids(self.pid)
+        pids = tree_pids(self.pid) if self.pid else []
+        self.started = False
         subprocess.run([self.env.stasis_bin, "--socket", self.env.socket, "rm", "-f", self.job],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_gone(pids)
@@ -611,8 +614,10 @@ def plan(args):
     sizes = [int(float(s) * 1024) for s in args.sizes.split(",")]
     if ref_mib not in sizes:
         sizes.append(ref_mib)
+    by_size = [parse_system(s) for s in args.size_systems.split(",")] if args.size_systems \
+        else head
     for mib in sorted(sizes):
-        systems = list(head)
+        systems = list(head) if mib == ref_mib else list(by_size)
         if mib == ref_mib:
             systems += [s for s in sweep if s.name not in {h.name for h in head}]
         out.append((Case("mixed", "mixed", mib), systems))
@@ -743,6 +748,7 @@ def copy_bin(src, dst_dir):
 def setup(args):
     env = Env()
     env.drop = not args.no_drop_caches
+    env.live = []  # every workload started, killed on the way out
     env.keep = args.keep
     env.criu = os.environ.get("STASIS_CRIU", "/usr/local/libexec/stasis/criu")
     build = os.environ.get("STASIS_BUILD", os.path.join(REPO, "build"))
@@ -893,6 +899,11 @@ def report_only(args):
     return 0
 
 
+def on_sigterm(sig, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: let the cleanup run
+    raise KeyboardInterrupt  # stop as on Ctrl-C: report what was measured
+
+
 def become_subreaper():
     """Processes restored with -d lose their parent (criu exits): make them
     ours, so we reap them when a later dump kills them and their PIDs are
@@ -915,6 +926,8 @@ def main():
                     help="extra cases at the reference size: zero,random,text,floats,tree")
     ap.add_argument("--headline", default="plain,plain+lz4,stasis:lz4:2",
                     help="systems run on every case (default plain,plain+lz4,stasis:lz4:2)")
+    ap.add_argument("--size-systems", default="",
+                    help="systems on the mixed sizes other than the reference (default: headline)")
     ap.add_argument("--codecs", default="lz4,zstd:1,none", help="streamer sweep codecs")
     ap.add_argument("--shards", default="1,2,4,8", help="streamer sweep shard counts")
     ap.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
@@ -924,7 +937,7 @@ def main():
     ap.add_argument("--no-drop-caches", action="store_true",
                     help="do not drop the page cache before each timed phase")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    ap.add_argument("--profile", nargs="?", const="plain,stream:lz4:2", default="",
+    ap.add_argument("--profile", nargs="?", const="plain,stream:lz4:2,stasis:lz4:2", default="",
                     help="after the rounds, profile these systems on the reference case with "
                          "perf record -a (default plain,stream:lz4:2); perf-*.txt in the results")
     ap.add_argument("--limits", action="store_true",
@@ -946,6 +959,7 @@ def main():
         raise SystemExit("bench/run.sh needs root (CRIU, drop_caches)")
 
     become_subreaper()
+    signal.signal(signal.SIGTERM, on_sigterm)
     env = setup(args)
     cases = plan(args)
     need_daemon = any(s.daemon for _, systems in cases for s in systems)
@@ -997,7 +1011,15 @@ def main():
             profile(env, args, cases)
         if args.limits:
             env.limits = limits(env, args)
+    except KeyboardInterrupt:
+        log("interrupted: reporting what was measured")
+        meta["interrupted"] = "yes"
     finally:
+        for wl in env.live:
+            try:
+                wl.kill()
+            except (OSError, RuntimeError, Failed):
+                pass
         if getattr(env, "daemon", None):
             env.daemon.terminate()
             env.daemon.wait()
