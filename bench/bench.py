@@ -655,10 +655,14 @@ class Perf:
             f.write("==== every process on the machine (others' load included)\n" + by_comm)
             f.write("\n==== our processes only: " + ",".join(ours) + "\n")
             f.flush()
-            if ours:
+            for sort, limit in (("comm,dso", "0.5"), ("comm,dso,sym", "0.4")):
+                if not ours:
+                    break
+                f.write(f"\n==== ours, by {sort}, % of our samples\n")
+                f.flush()
                 subprocess.run(["perf", "report", "-i", self.data, "--stdio", "--no-children",
-                                "-g", "none", "--percent-limit", "0.5", "--comms",
-                                ",".join(ours), "--sort", "comm,dso,sym"],
+                                "-g", "none", "--percent-limit", limit, "--percentage",
+                                "relative", "--comms", ",".join(ours), "--sort", sort],
                                stdout=f, stderr=subprocess.DEVNULL)
         os.unlink(self.data)  # large; the text report is what we keep
 
