@@ -684,6 +684,7 @@ def trial(env, wl, case, system, rnd, rows, profile=False):
         if alive(wl.pid) and not system.daemon:
             raise Failed("workload still alive after dump")
         row["sync_after_s"] = drop_caches(env.drop)
+        row["durable_s"] = row["dump_wall_s"] + row["sync_after_s"]  # dump, then on disk
         perf = Perf(env, f"{case.key}-{system.name}-restore") if profile else None
         system.restore(env, wl, img, row)
         if perf:
@@ -1092,7 +1093,7 @@ METRICS = ["dump_wall_s", "frozen_s", "dump_cpu_s", "restore_wall_s", "restore_c
            "stored_bytes", "raw_bytes", "streamer_dump_rss_kb", "streamer_restore_rss_kb",
            "daemon_dump_rss_kb", "daemon_restore_rss_kb", "sync_after_s", "lz4_cpu_s",
            "streamer_dump_cpu_s", "criu_dump_cpu_s", "dump_criu_s", "streamer_tail_s",
-           "memwrite_s"]
+           "memwrite_s", "durable_s"]
 
 
 def summarize(rows):
@@ -1227,6 +1228,13 @@ def targets(summary, args):
         out.append(f"- {name}: dump {fmt(s.get('dump_x_plain'))}x plain (target <= 0.6), "
                    f"restore {fmt(s.get('restore_x_plain'))}x plain (target <= 0.8), "
                    f"stored {fmt(1 / s['ratio'] if s.get('ratio') else None)}x raw")
+        p = find(summary, "mixed", size, "plain")
+        if p and p.get("durable_s") and s.get("durable_s"):
+            out.append(f"  - until durable on disk (dump + sync): {s['durable_s']:.2f} s vs plain "
+                       f"{p['durable_s']:.2f} s: {s['durable_s'] / p['durable_s']:.2f}x")
+        if s.get("frozen_s") and p and p.get("frozen_s"):
+            out.append(f"  - frozen (CRIU): {s['frozen_s']:.2f} s vs plain {p['frozen_s']:.2f} s: "
+                       f"{s['frozen_s'] / p['frozen_s']:.2f}x")
         sc = s.get("streamer_dump_cpu_s")
         if name.startswith("stasis"):
             sc = None
