@@ -36,6 +36,8 @@ int api(const char *method, const char *path, json_t *body, struct reply *r);
 /* Same, but prints nothing: for probing. */
 int api_quiet(const char *method, const char *path, json_t *body, struct reply *r);
 void reply_free(struct reply *r);
+/* Print why a call failed (the daemon's error, or why it could not be reached). */
+void report_error(const struct reply *r);
 
 /* Is a daemon answering on cli_socket? */
 bool daemon_alive(void);
@@ -50,6 +52,10 @@ char *abs_path(const char *path);
 const char *self_dir(void);
 /* Print human byte count into BUF. */
 const char *human_bytes(double n, char *buf, size_t len);
+
+/* A progress line on stderr (a terminal only) while a dump or restore of ID runs. */
+void progress_start(const char *id);
+void progress_stop(void);
 
 /* The job ID after the options: "job ID" or "ID". 0 or -1. */
 int parse_job_arg(int argc, char **argv, int optind_, const char **id);

@@ -118,12 +118,10 @@ int api_quiet(const char *method, const char *path, json_t *body, struct reply *
 	return call(method, path, body, r);
 }
 
-int api(const char *method, const char *path, json_t *body, struct reply *r)
+void report_error(const struct reply *r)
 {
 	const char *msg;
 
-	if (!call(method, path, body, r))
-		return 0;
 	if (r->status == 0 && access(cli_socket, F_OK))
 		die_msg("cannot reach stasisd: no socket at %s (is it running? try `stasis daemon "
 			"start`, or set --socket / STASIS_SOCKET)",
@@ -136,6 +134,13 @@ int api(const char *method, const char *path, json_t *body, struct reply *r)
 		die_msg("%s", msg);
 	else
 		die_msg("stasisd answered HTTP %ld", r->status);
+}
+
+int api(const char *method, const char *path, json_t *body, struct reply *r)
+{
+	if (!call(method, path, body, r))
+		return 0;
+	report_error(r);
 	return -1;
 }
 

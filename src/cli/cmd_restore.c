@@ -63,7 +63,12 @@ int cmd_restore(int argc, char **argv)
 	}
 	esc = url_escape(id);
 	snprintf(path, sizeof(path), "/v1/jobs/%s/restore", esc);
-	ret = api("POST", path, req, &r);
+	if (!as_json)
+		progress_start(id);
+	ret = api_quiet("POST", path, req, &r);
+	progress_stop();
+	if (ret)
+		report_error(&r);
 	if (!ret) {
 		if (as_json) {
 			json_dumpf(r.json, stdout, JSON_INDENT(2));

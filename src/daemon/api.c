@@ -21,6 +21,7 @@
 #include "jobs.h"
 #include "log.h"
 #include "migrate.h"
+#include "progress.h"
 #include "util.h"
 
 #define STASIS_VERSION "0.1.0"
@@ -306,6 +307,16 @@ out:
 	job_free(&j);
 }
 
+static void h_progress(const struct api_req *rq, struct api_resp *rs, const char *id)
+{
+	json_t *p = progress_get(id, rq->caller->uid);
+
+	if (p)
+		reply(rs, 200, p);
+	else
+		reply_err(rs, 404, "no dump or restore of job %s in progress", id);
+}
+
 static void h_ckpt_op(const struct api_req *rq, struct api_resp *rs, const char *id, bool dump)
 {
 	char err[4096] = "";
@@ -473,6 +484,8 @@ void api_handle(const struct api_req *rq, struct api_resp *rs)
 			h_rm(rq, rs, id);
 		else if (post && !strcmp(action, "kill"))
 			h_kill(rq, rs, id);
+		else if (get && !strcmp(action, "progress"))
+			h_progress(rq, rs, id);
 		else if (get && !strcmp(action, "logs"))
 			h_logs(rq, rs, id);
 		else if (post && !strcmp(action, "dump"))

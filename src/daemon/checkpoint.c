@@ -30,6 +30,7 @@
 #include "gpu.h"
 #include "jobs.h"
 #include "log.h"
+#include "progress.h"
 #include "util.h"
 
 #define READY_TIMEOUT_MS 15000
@@ -135,6 +136,7 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 	}
 	job_refresh(&op->job);
 	owner_creds(&op->job, &op->owner);
+	progress_begin(id, what, op->job.uid);
 	op->as_owner = op->job.uid != 0;
 	return 0;
 }
@@ -170,6 +172,7 @@ static void op_end(struct op *op)
 		ckdir_unlock(op->dfd, op->job.uid, op->job.gid);
 	if (op->dfd >= 0)
 		close(op->dfd);
+	progress_end(op->job.id);
 	jobs_busy_end(op->job.id);
 	job_free(&op->job);
 }
@@ -451,8 +454,11 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	char *text;
 	int ret;
 
-	/* Fingerprint the files while the owner cannot touch them; restore checks it. */
-	ret = ckdir_digest(op->dfd, &digest);
+	/*
+	 * Fingerprint a user's files while they cannot touch them; restore checks it.
+	 * Root's own checkpoints are root's files: no user can change them.
+	 */
+	ret = op->as_owner ? ckdir_digest(op->dfd, &digest) : 0;
 	if (ret)
 		return fail(op, 500, "record: cannot read back %s: %s", op->dir, strerror(-ret));
 	size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
@@ -598,6 +604,10 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		goto out;
 	}
 	build_dump_argv(&op, &d, argv, pidbuf, opts);
+	if (d.stream)
+		progress_set(id, "criu", PROG_READ_BYTES, NULL, op.streamer, tree_rss(op.job.pid));
+	else
+		progress_set(id, "criu", PROG_DIR_BYTES, op.dir, 0, tree_rss(op.job.pid));
 	log_info("job %s: dumping pid %d into %s%s", id, op.job.pid, op.dir,
 		 d.stream ? " (streamed)" : "");
 	if (run_criu(&op, argv, op.as_owner, &status)) {
@@ -622,6 +632,7 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		dump_failed(&op, "");
 		goto out;
 	}
+	progress_set(id, "finish", PROG_NONE, NULL, 0, 0);
 	if (!d.leave_running && !d.leave_stopped)
 		jobs_wait_reaped(id, 5000);
 	if (op.job.gpu &&
@@ -834,6 +845,25 @@ static int check_digest(struct op *op, const struct creds *caller, const struct 
 	return 0;
 }
 
+/* Raw bytes the restore brings back: the manifest's total, or the images' size. */
+static uint64_t restore_expected(struct op *op, const struct ckpt *c, bool streamed)
+{
+	uint64_t n = 0;
+	json_t *m;
+	int fd;
+
+	if (!streamed)
+		return c->size;
+	fd = openat(op->dfd, "manifest.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	m = json_loadfd(fd, 0, NULL);
+	close(fd);
+	n = (uint64_t)json_integer_value(json_object_get(m, "total_raw"));
+	json_decref(m);
+	return n;
+}
+
 /*
  * A failed restore may leave the task CRIU forked for PID as our zombie child
  * (--restore-sibling makes it ours): reap it, or the PID stays taken.
@@ -1011,6 +1041,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		goto out;
 	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", work);
 	restore_argv(&op, &c, streamed, work, pidfile, argv);
+	progress_set(id, "criu", PROG_RSS, NULL, recorded ? c.pid : op.job.pid,
+		     restore_expected(&op, &c, streamed));
 	log_info("job %s: restoring from %s%s", id, op.dir, streamed ? " (streamed)" : "");
 	if (run_criu(&op, argv, false, &status)) {
 		code = 500;
