@@ -55,6 +55,7 @@ struct cfile {
 	uint64_t xxh3;
 	XXH3_state_t *hs;
 	struct chunk *cur; /* chunk being filled */
+	bool grown; /* pipe enlarged */
 };
 
 struct worker {
@@ -343,8 +344,6 @@ static int add_file(struct capture *c, const char *name, int fd)
 		return -ENOMEM;
 	XXH3_64bits_reset(f->hs);
 	f->fd = fd;
-	/* A bigger pipe means fewer wake-ups per MiB; failure is harmless. */
-	fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	ev.data.u64 = c->nfiles + 2;
 	if (epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev) < 0)
@@ -445,6 +444,13 @@ static int drain_pipe(struct capture *c, struct cfile *f)
 		}
 		if (n == 0)
 			return file_eof(c, f);
+		/* A file that fills the pipe is a big one: a bigger pipe means
+		 * fewer wake-ups per MiB (failure is harmless). Small files keep
+		 * the default, which is cheaper to set up. */
+		if (n >= 65536 && !f->grown) {
+			fcntl(f->fd, F_SETPIPE_SZ, 1 << 20);
+			f->grown = true;
+		}
 		XXH3_64bits_update(f->hs, f->cur->buf + f->cur->len, n);
 		f->cur->len += n;
 		f->size += n;

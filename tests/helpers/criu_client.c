@@ -206,11 +206,12 @@ static int do_dump(int sock, int interleave)
 static void *read_main(void *arg)
 {
 	struct item *it = arg;
-	uint8_t *got = malloc(1 << 20), *want = malloc(1 << 20);
+	size_t cap = it->size < (1 << 20) ? it->size + 1 : 1 << 20;
+	uint8_t *got = malloc(cap), *want = malloc(cap);
 	uint64_t off = 0;
 
 	for (;;) {
-		ssize_t n = read_full(it->rfd, got, it->close_early ? 4096 : 1 << 20);
+		ssize_t n = read_full(it->rfd, got, it->close_early && cap > 4096 ? 4096 : cap);
 
 		if (n < 0) {
 			fprintf(stderr, "criu_client: reading %s: %s\n", it->name, strerror(-n));
