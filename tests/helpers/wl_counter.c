@@ -19,9 +19,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: wl_counter REPORT [MiB]\n");
 		return 2;
 	}
+	wl_install_usr1(); /* first: a report asked for early must not kill us */
 	wl_fill(mem, len, 42);
 	want = wl_hash(mem, len);
-	wl_install_usr1();
 	for (;;) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 
