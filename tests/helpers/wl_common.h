@@ -45,7 +45,8 @@ static inline uint64_t wl_mix(uint64_t x)
 	return x;
 }
 
-/* Quarters: pseudo-random bytes, text, doubles, sparse (mostly zero) pages. */
+/* Quarters: pseudo-random bytes, text, doubles, sparse pages (one page in 16
+ * touched; P must come zeroed from calloc/mmap so the rest stay unmapped). */
 static inline void wl_fill(uint8_t *p, size_t len, uint64_t seed)
 {
 	static const char words[] = "checkpoint restore process memory page image stream ";
@@ -63,7 +64,6 @@ static inline void wl_fill(uint8_t *p, size_t len, uint64_t seed)
 
 		memcpy(p + i, &d, 8);
 	}
-	memset(p + 3 * q, 0, len - 3 * q);
 	for (size_t i = 3 * q; i < len; i += 65536)
 		p[i] = (uint8_t)wl_mix(seed ^ i);
 }

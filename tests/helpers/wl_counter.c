@@ -11,7 +11,7 @@
 int main(int argc, char **argv)
 {
 	size_t len = (argc > 2 ? strtoul(argv[2], NULL, 10) : 8) << 20;
-	uint8_t *mem = malloc(len);
+	uint8_t *mem = calloc(1, len);
 	uint64_t counter = 0, want;
 	char line[256];
 

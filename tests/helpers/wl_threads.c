@@ -47,7 +47,7 @@ int main(int argc, char **argv)
 	wl_install_usr1();
 	for (int i = 0; i < n; i++) {
 		ts[i].len = len;
-		ts[i].mem = malloc(len);
+		ts[i].mem = calloc(1, len);
 		if (!ts[i].mem)
 			return 1;
 		wl_fill(ts[i].mem, len, 1000 + i);

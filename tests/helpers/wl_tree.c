@@ -22,7 +22,7 @@ static size_t mem_len;
 
 static uint8_t *make_mem(uint64_t seed, uint64_t *want)
 {
-	uint8_t *m = malloc(mem_len);
+	uint8_t *m = calloc(1, mem_len);
 
 	if (!m)
 		exit(1);
