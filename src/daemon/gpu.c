@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -484,17 +485,24 @@ static void rollback_all(struct cuda_api *api, const pid_t *pids, int n, struct 
 
 /* --- the helper process --- */
 
-enum helper_op { OP_PROBE, OP_SUSPEND, OP_RESUME };
+enum helper_op { OP_PROBE = 1, OP_SUSPEND, OP_RESUME };
 
+#define HELPER_MAGIC 0x53475055u /* "SGPU": request and reply framing */
+
+/* Sent on the helper's stdin. Both ends are the same binary (/proc/self/exe). */
 struct helper_req {
+	unsigned magic;
 	enum helper_op op;
 	unsigned timeout_ms;
-	const pid_t *pids;
 	int npids;
-	const struct gpu_remap *remap;
+	pid_t pids[GPU_MAX_PROCS];
+	int has_remap;
+	struct gpu_remap remap;
 };
 
+/* Read from the helper's stdout. */
 struct helper_reply {
+	unsigned magic;
 	int rc;
 	char err[1024];
 	struct gpu_host host;
@@ -510,8 +518,9 @@ static void pick_cuda(struct cuda_api *api, const pid_t *pids, int n, struct gpu
 			st->pids[st->nprocs++] = pids[i];
 }
 
-static void helper_main(const struct helper_req *req, struct helper_reply *rep)
+static void helper_run(const struct helper_req *req, struct helper_reply *rep)
 {
+	const struct gpu_remap *remap = req->has_remap ? &req->remap : NULL;
 	struct gpu_stats *st = &rep->st;
 	struct cuda_api api;
 	char why[512];
@@ -537,7 +546,7 @@ static void helper_main(const struct helper_req *req, struct helper_reply *rep)
 	}
 	rep->rc = 0;
 	for (int i = 0; i < st->nprocs; i++) {
-		if (!settle_running(&api, st->pids[i], req->remap, st, why, sizeof(why)) ||
+		if (!settle_running(&api, st->pids[i], remap, st, why, sizeof(why)) ||
 		    gone(st->pids[i]))
 			continue;
 		if (!rep->rc)
@@ -546,56 +555,103 @@ static void helper_main(const struct helper_req *req, struct helper_reply *rep)
 	}
 }
 
-/* Run REQ in a forked child that loads the driver; the daemon never does. The
- * child is never killed: interrupting a checkpoint or restore call desyncs the
- * driver, and Lock is bounded by its own timeout. */
+int gpu_helper_main(void)
+{
+	static struct helper_req req;
+	static struct helper_reply rep;
+
+	/* Hold none of the daemon's descriptors (sockets, pipes, the database). */
+	close_range(3, ~0u, 0);
+	rep.magic = HELPER_MAGIC;
+	if (read_full(0, &req, sizeof(req)) != (ssize_t)sizeof(req) || req.magic != HELPER_MAGIC ||
+	    req.npids < 0 || req.npids > GPU_MAX_PROCS) {
+		rep.rc = -1;
+		snprintf(rep.err, sizeof(rep.err), "GPU helper: bad request");
+	} else {
+		helper_run(&req, &rep);
+	}
+	/* _exit: nothing of the driver library is torn down behind its back. */
+	_exit(write_all(1, &rep, sizeof(rep)) ? 1 : 0);
+}
+
+/*
+ * Run REQ in a fresh process, this same binary started with GPU_HELPER_ARG: the
+ * daemon never loads the driver. Spawned (fork+exec), not merely forked: a
+ * fork of the multi-threaded daemon may inherit a lock another thread held,
+ * and hang in the driver library's first malloc. The helper is never killed:
+ * interrupting a checkpoint or restore call desyncs the driver, and Lock is
+ * bounded by its own timeout.
+ */
 static int run_helper(const struct helper_req *req, struct helper_reply *rep)
 {
-	int fds[2], status = 0;
-	ssize_t got;
+	char *argv[] = { "stasisd-gpu-helper", GPU_HELPER_ARG, NULL };
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t sa;
+	sigset_t none, all;
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, status = 0, r;
+	ssize_t got = -1;
 	pid_t child;
 
 	memset(rep, 0, sizeof(*rep));
-	if (pipe2(fds, O_CLOEXEC) < 0) {
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
 		snprintf(rep->err, sizeof(rep->err), "GPU helper: pipe: %s", strerror(errno));
-		return -1;
+		goto fail;
 	}
-	child = fork();
-	if (child < 0) {
-		snprintf(rep->err, sizeof(rep->err), "GPU helper: fork: %s", strerror(errno));
-		close(fds[0]);
-		close(fds[1]);
-		return -1;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	/* Not the daemon's blocked signals and handlers: a plain process. */
+	posix_spawnattr_init(&sa);
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawnattr_setsigmask(&sa, &none);
+	posix_spawnattr_setsigdefault(&sa, &all);
+	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	r = posix_spawn(&child, "/proc/self/exe", &fa, &sa, argv, environ);
+	posix_spawnattr_destroy(&sa);
+	posix_spawn_file_actions_destroy(&fa);
+	if (r) {
+		snprintf(rep->err, sizeof(rep->err), "GPU helper: cannot start: %s", strerror(r));
+		goto fail;
 	}
-	if (child == 0) {
-		close(fds[0]);
-		helper_main(req, rep);
-		_exit(write_all(fds[1], rep, sizeof(*rep)) ? 1 : 0);
-	}
-	close(fds[1]);
-	got = read_full(fds[0], rep, sizeof(*rep));
-	close(fds[0]);
+	close(in[0]);
+	close(out[1]);
+	in[0] = out[1] = -1;
+	/* The request fits the pipe buffer: the write never waits for the helper. */
+	if (!write_all(in[1], req, sizeof(*req)))
+		got = read_full(out[0], rep, sizeof(*rep));
 	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
 		;
-	if (got != (ssize_t)sizeof(*rep)) {
+	if (got != (ssize_t)sizeof(*rep) || rep->magic != HELPER_MAGIC) {
 		memset(rep, 0, sizeof(*rep));
 		if (WIFSIGNALED(status))
 			snprintf(rep->err, sizeof(rep->err),
 				 "GPU helper died from signal %d inside the driver library (%s)",
 				 WTERMSIG(status), cuda_lib_path());
 		else
-			snprintf(rep->err, sizeof(rep->err), "GPU helper exited without an answer");
-		return -1;
+			snprintf(rep->err, sizeof(rep->err),
+				 "GPU helper exited without an answer (status %d)", status);
+		goto fail;
 	}
 	rep->err[sizeof(rep->err) - 1] = 0;
+	close(in[1]);
+	close(out[0]);
 	return rep->rc;
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+	}
+	return -1;
 }
 
 /* --- the daemon-side API --- */
 
 int gpu_probe(struct gpu_host *host, char *why, size_t whylen)
 {
-	struct helper_req req = { .op = OP_PROBE };
+	struct helper_req req = { .magic = HELPER_MAGIC, .op = OP_PROBE };
 	struct helper_reply rep;
 
 	if (run_helper(&req, &rep)) {
@@ -753,19 +809,18 @@ static unsigned lock_timeout_ms(void)
 static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 			struct gpu_host *host, struct gpu_stats *st, char *err, size_t len)
 {
-	struct helper_req req = { .op = OP_SUSPEND };
+	struct helper_req req = { .magic = HELPER_MAGIC, .op = OP_SUSPEND };
 	struct helper_reply rep;
 	struct gpu_stats rb;
-	pid_t pids[GPU_MAX_PROCS];
+	const pid_t *pids = req.pids;
 	uint64_t t0 = now_ms();
 	int n;
 
 	memset(st, 0, sizeof(*st));
-	n = tree_or_err(root, pids, err, len);
+	n = tree_or_err(root, req.pids, err, len);
 	if (n < 0)
 		return -1;
 	req.timeout_ms = timeout_ms ? timeout_ms : lock_timeout_ms();
-	req.pids = pids;
 	req.npids = n;
 	if (run_helper(&req, &rep)) {
 		errf(err, len, "%s", rep.err);
@@ -820,18 +875,20 @@ const char *gpu_criu_libdir(const char *state_dir)
 int gpu_resume(pid_t root, const struct gpu_remap *remap, int expect, struct gpu_stats *st,
 	       char *err, size_t errlen)
 {
-	struct helper_req req = { .op = OP_RESUME, .remap = remap };
+	struct helper_req req = { .magic = HELPER_MAGIC, .op = OP_RESUME };
 	struct helper_reply rep;
-	pid_t pids[GPU_MAX_PROCS];
 	uint64_t t0 = now_ms();
 	int n;
 
 	memset(st, 0, sizeof(*st));
-	n = tree_or_err(root, pids, err, errlen);
+	n = tree_or_err(root, req.pids, err, errlen);
 	if (n < 0)
 		return -1;
-	req.pids = pids;
 	req.npids = n;
+	if (remap) {
+		req.has_remap = 1;
+		req.remap = *remap;
+	}
 	if (run_helper(&req, &rep)) {
 		*st = rep.st;
 		errf(err, errlen, "%s", rep.err);

@@ -21,10 +21,11 @@
  * it; the others of the tree are left alone.
  *
  * The driver library is never loaded into the daemon: each operation runs in a
- * forked child that dlopen()s libcuda.so.1 (STASIS_CUDA_LIB overrides the path),
- * calls, reports over a pipe and exits, so no /dev/nvidia* descriptor or CUDA
- * state ever leaks into jobs the daemon starts later. Nothing here needs CUDA
- * headers or libraries at build time.
+ * short-lived helper process (this same binary, re-executed with GPU_HELPER_ARG)
+ * that dlopen()s libcuda.so.1 (STASIS_CUDA_LIB overrides the path), calls,
+ * reports over a pipe and exits, so no /dev/nvidia* descriptor or CUDA state
+ * ever leaks into jobs the daemon starts later. Nothing here needs CUDA headers
+ * or libraries at build time.
  *
  * All functions return 0 on success and -1 on failure with a one-line reason,
  * meant for the user, in ERR (never NULL-terminated short of ERRLEN).
@@ -75,6 +76,14 @@ struct gpu_stats {
 	uint64_t unlock_ms;
 	uint64_t total_ms;	/* the whole operation, helper process included */
 };
+
+/* The argument that makes a program that links this module its GPU helper:
+ * its main() must start with
+ *   if (argc == 2 && !strcmp(argv[1], GPU_HELPER_ARG)) return gpu_helper_main();
+ */
+#define GPU_HELPER_ARG "--internal-gpu-helper"
+/* The helper: one request on stdin, one reply on stdout, then _exit. */
+int gpu_helper_main(void) __attribute__((noreturn));
 
 /* Is GPU checkpointing usable here? Loads the driver in a helper process: the
  * library must load, export the six entry points, report CUDA >= 12.8 (r570)

@@ -18,6 +18,7 @@
 
 #include "api.h"
 #include "db.h"
+#include "gpu.h"
 #include "jobs.h"
 #include "log.h"
 #include "migrate.h"
@@ -117,6 +118,9 @@ int main(int argc, char **argv)
 	int c, sig;
 	ssize_t n;
 
+	/* GPU jobs: the daemon re-executes itself for each driver call (gpu.h). */
+	if (argc == 2 && !strcmp(argv[1], GPU_HELPER_ARG))
+		gpu_helper_main();
 	log_init("stasisd", LOG_INFO);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {

@@ -130,15 +130,17 @@ inject
 # UNIX socket connected to a peer outside the dumped tree.
 $PY -c 'import socket, sys, time
 s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
-c, _ = s.accept(); time.sleep(600)' "$T/ext.sock" &
+open(sys.argv[2], "w").close()
+c, _ = s.accept(); time.sleep(600)' "$T/ext.sock" "$T/ext.ready" &
 track_pid $!
-wait_for 5 test -S "$T/ext.sock"
+wait_for 10 test -e "$T/ext.ready" || die "socket peer did not start"
 stasis exec -i g2 -w "$T/w" --gpu-enabled "exec $PY -u -c 'import socket, time
 s = socket.socket(socket.AF_UNIX); s.connect(\"$T/ext.sock\")
 n = 0
 while True:
-    n += 1; print(n, flush=True); time.sleep(0.05)'" >/dev/null 2>&1
-wait_for 10 test -s "$STATE/logs/g2.log" || die "g2 did not start"
+    n += 1; print(n, flush=True); time.sleep(0.05)'" >"$T/exec2.out" 2>&1 ||
+	{ cat "$T/exec2.out"; die "exec g2 failed"; }
+wait_for 10 test -s "$STATE/logs/g2.log" || { cat "$T/exec2.out"; die "g2 did not start"; }
 pid2=$(job_pid g2)
 stasis dump job g2 -d "$T/ck4" --stream 2 >"$T/dump4.out" 2>&1
 check criu_fail_dump_fails [ $? != 0 ]
