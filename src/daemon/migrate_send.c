@@ -47,6 +47,8 @@
 #define IDLE_POLL_US   5000
 /* Most bytes the window may hold unsent before the capture is paused. */
 #define WINDOW_MAX (64ull << 20)
+/* Most bytes of one shard sent before the backlog is measured again. */
+#define PASS_SLICE (4ull << 20)
 
 struct tx_file {
 	char name[256];
@@ -246,10 +248,28 @@ static bool is_shard(const char *name)
 	return !strncmp(name, "img-", 4) && strchr(name + 4, '.');
 }
 
+/* Does the -D argument ARG name DIR? It may be DIR itself or a path through
+ * /proc/PID/fd/N (the daemon hands the streamer its open directory). */
+static bool names_dir(const char *arg, const char *dir)
+{
+	char real[PATH_MAX];
+	ssize_t n;
+
+	if (!strcmp(arg, dir))
+		return true;
+	if (strncmp(arg, "/proc/", 6))
+		return false;
+	n = readlink(arg, real, sizeof(real) - 1);
+	if (n <= 0)
+		return false;
+	real[n] = '\0';
+	return !strcmp(real, dir);
+}
+
 /*
- * The capture process writing into our window: a child of this daemon whose
- * command line names the window. Found by its arguments because ckpt_dump()
- * owns it; the window's path is unique, so nothing else matches.
+ * The capture process writing into our window: a child of this daemon running
+ * `stasis-streamer -D <the window> ... capture`. Found by its arguments
+ * because ckpt_dump() owns it; the window's path is unique.
  */
 static pid_t find_capture(const char *dir)
 {
@@ -278,7 +298,8 @@ static pid_t find_capture(const char *dir)
 		if (!strstr(buf, "stasis-streamer"))
 			continue;
 		for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-			has_dir |= !strcmp(a, dir);
+			if (!strcmp(a, "-D") && a + 3 < buf + n)
+				has_dir |= names_dir(a + 3, dir);
 			capture |= !strcmp(a, "capture");
 		}
 		if (has_dir && capture)
@@ -339,6 +360,7 @@ static int tx_pass(struct tx *t, bool *progress)
 	}
 	if (d)
 		closedir(d);
+	/* A slice of each shard in turn, so the backlog is measured often. */
 	for (int i = 0; i < t->nf; i++) {
 		uint64_t unsent = 0;
 		struct stat st;
@@ -346,7 +368,11 @@ static int tx_pass(struct tx *t, bool *progress)
 		if (fstat(t->f[i].fd, &st))
 			continue;
 		if ((uint64_t)st.st_size > t->f[i].sent) {
-			if (tx_relay(t, &t->f[i], (uint64_t)st.st_size, true))
+			uint64_t upto = (uint64_t)st.st_size;
+
+			if (upto - t->f[i].sent > PASS_SLICE)
+				upto = t->f[i].sent + PASS_SLICE;
+			if (tx_relay(t, &t->f[i], upto, true))
 				return -1;
 			*progress = true;
 		}
