@@ -21,7 +21,8 @@
 #   5. prints the figures (stats lines, sizes, wall times) and "RESULT PASS" or
 #      "RESULT FAIL: why". Everything is also written to $OUT (or BUNDLE/out).
 #   6. if the GPU host has PyTorch with CUDA, the same cycle with tests/gpu/torch_counter.py.
-# Exit status 0 only on PASS. Environment: MIB (default 2048).
+# Exit status 0 only on PASS. Environment: MIB (default 2048); BUNDLED_LOADER=1 runs
+# everything under the bundled glibc and loader even where the host's would do.
 #
 # With the device tool (the working tree travels; the bundle is an ignored path):
 #   here:    bash scripts/gpu-device-check.sh prepare
@@ -103,6 +104,7 @@ make_wrappers() {
 			>"$out/ldtest-$p.txt" 2>&1 </dev/null
 		grep -q -e 'not found' -e 'error while loading' "$out/ldtest-$p.txt" && direct=0
 	done
+	[ -n "${BUNDLED_LOADER:-}" ] && direct=0 # force it (to rehearse that path)
 	for p in criu stasisd stasis stasis-streamer gpu_counter; do
 		if [ $direct = 1 ]; then
 			printf '#!/bin/sh\nLD_LIBRARY_PATH=%s/lib exec %s/bin/%s "$@"\n' \
@@ -235,7 +237,9 @@ run() {
 		export STASIS_CUDA_LIB=$bundle/test/cuda_stub.so STASIS_CUDA_STUB_DIR=$tmp/stub
 		mkdir -p "$tmp/stub"
 	fi
-	export STASIS_CRIU=$W/criu STASIS_STREAMER=$W/stasis-streamer
+	# The daemon re-executes itself for GPU calls: through its wrapper, which
+	# also works when it runs under the bundled loader.
+	export STASIS_CRIU=$W/criu STASIS_STREAMER=$W/stasis-streamer STASIS_GPU_HELPER=$W/stasisd
 	export STASIS_SOCKET=$tmp/stasisd.sock STASIS_STATE_DIR=$tmp/state
 	unset CUDA_VISIBLE_DEVICES # the GPU calls must see every GPU
 	"$W/criu" check >"$out/criu-check.log" 2>&1

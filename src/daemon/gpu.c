@@ -574,6 +574,15 @@ int gpu_helper_main(void)
 	_exit(write_all(1, &rep, sizeof(rep)) ? 1 : 0);
 }
 
+/* The helper program: this one, unless STASIS_GPU_HELPER names a wrapper
+ * (e.g. when the daemon itself runs under an explicitly invoked loader). */
+static const char *helper_exe(void)
+{
+	const char *p = getenv("STASIS_GPU_HELPER");
+
+	return p && *p ? p : "/proc/self/exe";
+}
+
 /*
  * Run REQ in a fresh process, this same binary started with GPU_HELPER_ARG: the
  * daemon never loads the driver. Spawned (fork+exec), not merely forked: a
@@ -607,11 +616,12 @@ static int run_helper(const struct helper_req *req, struct helper_reply *rep)
 	posix_spawnattr_setsigmask(&sa, &none);
 	posix_spawnattr_setsigdefault(&sa, &all);
 	posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	r = posix_spawn(&child, "/proc/self/exe", &fa, &sa, argv, environ);
+	r = posix_spawn(&child, helper_exe(), &fa, &sa, argv, environ);
 	posix_spawnattr_destroy(&sa);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r) {
-		snprintf(rep->err, sizeof(rep->err), "GPU helper: cannot start: %s", strerror(r));
+		snprintf(rep->err, sizeof(rep->err), "GPU helper: cannot start %s: %s", helper_exe(),
+			 strerror(r));
 		goto fail;
 	}
 	close(in[0]);

@@ -21,7 +21,8 @@
  * it; the others of the tree are left alone.
  *
  * The driver library is never loaded into the daemon: each operation runs in a
- * short-lived helper process (this same binary, re-executed with GPU_HELPER_ARG)
+ * short-lived helper process (this same binary, re-executed with GPU_HELPER_ARG;
+ * STASIS_GPU_HELPER may name another program that does the same)
  * that dlopen()s libcuda.so.1 (STASIS_CUDA_LIB overrides the path), calls,
  * reports over a pipe and exits, so no /dev/nvidia* descriptor or CUDA state
  * ever leaks into jobs the daemon starts later. Nothing here needs CUDA headers

@@ -137,6 +137,17 @@ TEST(probe_no_library)
 	CHECK(strstr(why, "cannot load /nonexistent/libcuda.so.1") != NULL);
 }
 
+TEST(probe_helper_cannot_start)
+{
+	char why[512] = "";
+
+	reset();
+	setenv("STASIS_GPU_HELPER", "/nonexistent/helper", 1);
+	CHECK_EQ_INT(gpu_probe(NULL, why, sizeof(why)), -1);
+	CHECK(strstr(why, "GPU helper: cannot start /nonexistent/helper") != NULL);
+	unsetenv("STASIS_GPU_HELPER");
+}
+
 TEST(probe_old_driver_without_api)
 {
 	char why[512] = "";
@@ -580,6 +591,7 @@ int main(int argc, char **argv)
 
 	RUN(probe_ok);
 	RUN(probe_no_library);
+	RUN(probe_helper_cannot_start);
 	RUN(probe_old_driver_without_api);
 	RUN(probe_old_version);
 	RUN(probe_no_device);
