@@ -119,6 +119,7 @@ install: all
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/stasis/
 	if ls docs/man/*.1 >/dev/null 2>&1; then install -m 0644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+	if ls docs/man/*.8 >/dev/null 2>&1; then install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/man/man8 docs/man/*.8; fi
 	if [ -f contrib/stasisd.service ]; then install -D -m 0644 contrib/stasisd.service \
 		$(DESTDIR)/etc/systemd/system/stasisd.service; fi
 

@@ -48,6 +48,8 @@ void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *url_escape(const char *s);
 /* Make PATH absolute against the current directory (malloc'ed). */
 char *abs_path(const char *path);
+/* The daemon's state dir: $STASIS_STATE_DIR or the default. */
+const char *state_dir_default(void);
 /* Directory of this executable (for finding stasisd and stasis-streamer). */
 const char *self_dir(void);
 /* Print human byte count into BUF. */

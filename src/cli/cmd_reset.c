@@ -13,8 +13,6 @@
 
 #include "cli.h"
 
-const char *state_dir_default(void);
-
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis reset --yes [--state-dir DIR] [--keep-jobs]\n"

@@ -633,8 +633,6 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		goto out;
 	}
 	progress_set(id, "finish", PROG_NONE, NULL, 0, 0);
-	if (!d.leave_running && !d.leave_stopped)
-		jobs_wait_reaped(id, 5000);
 	if (op.job.gpu &&
 	    gpu_dump_end(&op, &gpu_host, &gpu_st, d.leave_running, &gpu_suspended)) {
 		code = 500;
@@ -644,6 +642,9 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	if (!code) {
 		log_info("job %s: checkpoint %s done", id, op.dir);
 		code = 200;
+		/* Answer once the stopped job is reaped, so its PID is free for a restore. */
+		if (!d.leave_running && !d.leave_stopped)
+			jobs_wait_reaped(id, 5000);
 	}
 out:
 	if (gpu_suspended)

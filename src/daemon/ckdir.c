@@ -179,8 +179,9 @@ uint64_t ckdir_seal(int dfd, uid_t uid, gid_t gid)
 				close(f);
 			}
 		}
+		/* Size: the images, or the shards (as the users' tool reported it). */
 		if (ck_file(e->d_name) && strcmp(e->d_name, CK_MARKER) &&
-		    fnmatch("stats-*", e->d_name, 0))
+		    strcmp(e->d_name, "manifest.json") && fnmatch("stats-*", e->d_name, 0))
 			size += (uint64_t)st.st_size;
 	}
 	closedir(d);
