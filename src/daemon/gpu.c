@@ -115,22 +115,22 @@ const char *gpu_strerror(int cuerr, char *buf, size_t len)
 		int code;
 		const char *name;
 	} names[] = {
-		{ 0, "CUDA_SUCCESS" },
-		{ 1, "CUDA_ERROR_INVALID_VALUE" },
-		{ 2, "CUDA_ERROR_OUT_OF_MEMORY" },
-		{ 3, "CUDA_ERROR_NOT_INITIALIZED" },
-		{ 4, "CUDA_ERROR_DEINITIALIZED" },
-		{ 34, "CUDA_ERROR_STUB_LIBRARY" },
-		{ 35, "CUDA_ERROR_INSUFFICIENT_DRIVER" },
-		{ 100, "CUDA_ERROR_NO_DEVICE" },
-		{ 101, "CUDA_ERROR_INVALID_DEVICE" },
-		{ 304, "CUDA_ERROR_OPERATING_SYSTEM" },
-		{ 401, "CUDA_ERROR_ILLEGAL_STATE" },
-		{ 500, "CUDA_ERROR_NOT_FOUND" },
-		{ 600, "CUDA_ERROR_NOT_READY" },
-		{ 801, "CUDA_ERROR_NOT_SUPPORTED" },
-		{ 909, "CUDA_ERROR_TIMEOUT" },
-		{ 999, "CUDA_ERROR_UNKNOWN" },
+	        {0, "CUDA_SUCCESS"},
+	        {1, "CUDA_ERROR_INVALID_VALUE"},
+	        {2, "CUDA_ERROR_OUT_OF_MEMORY"},
+	        {3, "CUDA_ERROR_NOT_INITIALIZED"},
+	        {4, "CUDA_ERROR_DEINITIALIZED"},
+	        {34, "CUDA_ERROR_STUB_LIBRARY"},
+	        {35, "CUDA_ERROR_INSUFFICIENT_DRIVER"},
+	        {100, "CUDA_ERROR_NO_DEVICE"},
+	        {101, "CUDA_ERROR_INVALID_DEVICE"},
+	        {304, "CUDA_ERROR_OPERATING_SYSTEM"},
+	        {401, "CUDA_ERROR_ILLEGAL_STATE"},
+	        {500, "CUDA_ERROR_NOT_FOUND"},
+	        {600, "CUDA_ERROR_NOT_READY"},
+	        {801, "CUDA_ERROR_NOT_SUPPORTED"},
+	        {909, "CUDA_ERROR_TIMEOUT"},
+	        {999, "CUDA_ERROR_UNKNOWN"},
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
@@ -144,8 +144,8 @@ const char *gpu_strerror(int cuerr, char *buf, size_t len)
 
 static const char *state_name(int s)
 {
-	static const char *const names[] = { "RUNNING",	     "LOCKED",	  "CHECKPOINTED",
-					     "FAILED",	     "CHECKPOINTING", "RESTORING" };
+	static const char *const names[] = {"RUNNING", "LOCKED",        "CHECKPOINTED",
+	                                    "FAILED",  "CHECKPOINTING", "RESTORING"};
 
 	return s >= 0 && s < (int)ARRAY_SIZE(names) ? names[s] : "UNKNOWN";
 }
@@ -153,9 +153,9 @@ static const char *state_name(int s)
 static void uuid_format(const unsigned char u[16], char *out, size_t len)
 {
 	snprintf(out, len,
-		 "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-		 u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
-		 u[14], u[15]);
+	         "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
+	         u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+	         u[14], u[15]);
 }
 
 static int uuid_parse(const char *s, unsigned char u[16])
@@ -169,7 +169,7 @@ static int uuid_parse(const char *s, unsigned char u[16])
 			continue;
 		if (!isxdigit((unsigned char)s[0]) || !isxdigit((unsigned char)s[1]))
 			return -1;
-		char hex[3] = { s[0], s[1], 0 };
+		char hex[3] = {s[0], s[1], 0};
 		u[n++] = (unsigned char)strtoul(hex, NULL, 16);
 		s++;
 	}
@@ -196,9 +196,12 @@ static int api_load(struct cuda_api *api, struct gpu_host *host, char *why, size
 {
 	const char *path = cuda_lib_path();
 	static const char *const ckpt_syms[] = {
-		"cuCheckpointProcessGetRestoreThreadId", "cuCheckpointProcessGetState",
-		"cuCheckpointProcessLock",		 "cuCheckpointProcessCheckpoint",
-		"cuCheckpointProcessRestore",		 "cuCheckpointProcessUnlock",
+	        "cuCheckpointProcessGetRestoreThreadId",
+	        "cuCheckpointProcessGetState",
+	        "cuCheckpointProcessLock",
+	        "cuCheckpointProcessCheckpoint",
+	        "cuCheckpointProcessRestore",
+	        "cuCheckpointProcessUnlock",
 	};
 	void *ckpt[ARRAY_SIZE(ckpt_syms)];
 	char cu[64];
@@ -321,7 +324,7 @@ static int timed_call(cu_pid_args_fn fn, pid_t pid, void *args, uint64_t *acc, i
 
 /* Drive PID to RUNNING, one call per step, each step chosen from GetState. */
 static int settle_running(struct cuda_api *api, pid_t pid, const struct gpu_remap *remap,
-			  struct gpu_stats *st, char *err, size_t len)
+                          struct gpu_stats *st, char *err, size_t len)
 {
 	struct cu_gpu_pair pairs[GPU_MAX_DEVICES];
 	struct cu_restore_args ra;
@@ -353,8 +356,8 @@ static int settle_running(struct cuda_api *api, pid_t pid, const struct gpu_rema
 				     "returned %s; the process is now %s%s",
 				     pid, gpu_strerror(rc, cu, sizeof(cu)), state_name(s),
 				     s == CU_FAILED ? ": its GPU state is lost and it cannot run "
-						      "on the GPU again"
-						    : "");
+				                      "on the GPU again"
+				                    : "");
 				return -1;
 			}
 			break;
@@ -411,7 +414,7 @@ static int gone(pid_t pid)
  * the whole tree is locked before any process is checkpointed). A process that
  * exits meanwhile is no failure: CRIU will not see it either. */
 static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned timeout_ms,
-		       struct gpu_stats *st, char *err, size_t len)
+                       struct gpu_stats *st, char *err, size_t len)
 {
 	struct cu_lock_args la;
 	struct cu_plain_args ca;
@@ -454,7 +457,8 @@ static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned 
 			s = cur_state(api, pids[i]);
 		}
 		if (s != CU_CHECKPOINTED && !gone(pids[i])) {
-			errf(err, len, "process %d is %s, not CHECKPOINTED, after the GPU checkpoint",
+			errf(err, len,
+			     "process %d is %s, not CHECKPOINTED, after the GPU checkpoint",
 			     pids[i], state_name(s));
 			return -1;
 		}
@@ -464,7 +468,7 @@ static int suspend_all(struct cuda_api *api, const pid_t *pids, int n, unsigned 
 
 /* Put every process back to RUNNING after a failed suspend; appends to ERR. */
 static void rollback_all(struct cuda_api *api, const pid_t *pids, int n, struct gpu_stats *st,
-			 char *err, size_t len)
+                         char *err, size_t len)
 {
 	char why[256];
 	size_t used;
@@ -474,8 +478,8 @@ static void rollback_all(struct cuda_api *api, const pid_t *pids, int n, struct 
 		if (!settle_running(api, pids[i], NULL, st, why, sizeof(why)) || gone(pids[i]))
 			continue;
 		used = strlen(err);
-		snprintf(err + used, len - used, "%s%s", bad++ ? "; " : "; and rolling back: ",
-			 why);
+		snprintf(err + used, len - used, "%s%s",
+		         bad++ ? "; " : "; and rolling back: ", why);
 	}
 	if (!bad) {
 		used = strlen(err);
@@ -537,7 +541,7 @@ static void helper_run(const struct helper_req *req, struct helper_reply *rep)
 	pick_cuda(&api, req->pids, req->npids, st);
 	if (req->op == OP_SUSPEND) {
 		if (!suspend_all(&api, st->pids, st->nprocs, req->timeout_ms, st, rep->err,
-				 sizeof(rep->err))) {
+		                 sizeof(rep->err))) {
 			rep->rc = 0;
 			return;
 		}
@@ -593,11 +597,11 @@ static const char *helper_exe(void)
  */
 static int run_helper(const struct helper_req *req, struct helper_reply *rep)
 {
-	char *argv[] = { "stasisd-gpu-helper", GPU_HELPER_ARG, NULL };
+	char *argv[] = {"stasisd-gpu-helper", GPU_HELPER_ARG, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t sa;
 	sigset_t none, all;
-	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, status = 0, r;
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, status = 0, r;
 	ssize_t got = -1;
 	pid_t child;
 
@@ -620,8 +624,8 @@ static int run_helper(const struct helper_req *req, struct helper_reply *rep)
 	posix_spawnattr_destroy(&sa);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r) {
-		snprintf(rep->err, sizeof(rep->err), "GPU helper: cannot start %s: %s", helper_exe(),
-			 strerror(r));
+		snprintf(rep->err, sizeof(rep->err), "GPU helper: cannot start %s: %s",
+		         helper_exe(), strerror(r));
 		goto fail;
 	}
 	close(in[0]);
@@ -636,11 +640,11 @@ static int run_helper(const struct helper_req *req, struct helper_reply *rep)
 		memset(rep, 0, sizeof(*rep));
 		if (WIFSIGNALED(status))
 			snprintf(rep->err, sizeof(rep->err),
-				 "GPU helper died from signal %d inside the driver library (%s)",
-				 WTERMSIG(status), cuda_lib_path());
+			         "GPU helper died from signal %d inside the driver library (%s)",
+			         WTERMSIG(status), cuda_lib_path());
 		else
 			snprintf(rep->err, sizeof(rep->err),
-				 "GPU helper exited without an answer (status %d)", status);
+			         "GPU helper exited without an answer (status %d)", status);
 		goto fail;
 	}
 	rep->err[sizeof(rep->err) - 1] = 0;
@@ -661,7 +665,7 @@ fail:
 
 int gpu_probe(struct gpu_host *host, char *why, size_t whylen)
 {
-	struct helper_req req = { .magic = HELPER_MAGIC, .op = OP_PROBE };
+	struct helper_req req = {.magic = HELPER_MAGIC, .op = OP_PROBE};
 	struct helper_reply rep;
 
 	if (run_helper(&req, &rep)) {
@@ -817,9 +821,9 @@ static unsigned lock_timeout_ms(void)
 
 /* gpu_suspend with the device path prefix as a parameter (tests use another). */
 static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
-			struct gpu_host *host, struct gpu_stats *st, char *err, size_t len)
+                        struct gpu_host *host, struct gpu_stats *st, char *err, size_t len)
 {
-	struct helper_req req = { .magic = HELPER_MAGIC, .op = OP_SUSPEND };
+	struct helper_req req = {.magic = HELPER_MAGIC, .op = OP_SUSPEND};
 	struct helper_reply rep;
 	struct gpu_stats rb;
 	const pid_t *pids = req.pids;
@@ -850,7 +854,7 @@ static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 		     pids[i], dev_prefix);
 		if (gpu_resume(root, NULL, 0, &rb, err + strlen(err), len - strlen(err)) == 0)
 			snprintf(err + strlen(err), len - strlen(err),
-				 "; the job keeps running on its GPU");
+			         "; the job keeps running on its GPU");
 		return -1;
 	}
 	st->total_ms = now_ms() - t0;
@@ -858,7 +862,7 @@ static int suspend_tree(pid_t root, unsigned timeout_ms, const char *dev_prefix,
 }
 
 int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_host *host, struct gpu_stats *st,
-		char *err, size_t errlen)
+                char *err, size_t errlen)
 {
 	return suspend_tree(root, timeout_ms, "/dev/nvidia", host, st, err, errlen);
 }
@@ -883,9 +887,9 @@ const char *gpu_criu_libdir(const char *state_dir)
 }
 
 int gpu_resume(pid_t root, const struct gpu_remap *remap, int expect, struct gpu_stats *st,
-	       char *err, size_t errlen)
+               char *err, size_t errlen)
 {
-	struct helper_req req = { .magic = HELPER_MAGIC, .op = OP_RESUME };
+	struct helper_req req = {.magic = HELPER_MAGIC, .op = OP_RESUME};
 	struct helper_reply rep;
 	uint64_t t0 = now_ms();
 	int n;
@@ -925,7 +929,7 @@ char *gpu_inventory_text(const struct gpu_host *host, const struct gpu_stats *st
 
 	for (int i = 0; i < host->ndev; i++)
 		json_array_append_new(devs, json_pack("{s:s, s:s}", "name", host->dev[i].name,
-						      "uuid", host->dev[i].uuid));
+		                                      "uuid", host->dev[i].uuid));
 	for (int i = 0; i < st->nprocs; i++)
 		json_array_append_new(pids, json_integer(st->pids[i]));
 	json_object_set_new(o, "cuda_version", json_integer(host->cuda_version));
@@ -961,15 +965,15 @@ static void describe(const struct gpu_device *dev, int n, char *out, size_t len)
 		snprintf(out, len, "no GPU");
 	for (int i = 0; i < n && used < len; i++)
 		used += (size_t)snprintf(out + used, len - used, "%s%s (%s)", i ? ", " : "",
-					 dev[i].name, dev[i].uuid);
+		                         dev[i].name, dev[i].uuid);
 }
 
 /* Pair each old device with an unused new one of the same model (the driver
  * wants a pair for every checkpointed GPU; extra GPUs here stay unused). */
 static int pair_by_model(const struct gpu_device *old, int nold, const struct gpu_host *host,
-			 struct gpu_remap *remap)
+                         struct gpu_remap *remap)
 {
-	int used[GPU_MAX_DEVICES] = { 0 };
+	int used[GPU_MAX_DEVICES] = {0};
 
 	if (nold > host->ndev)
 		return -1;
@@ -990,7 +994,7 @@ static int pair_by_model(const struct gpu_device *old, int nold, const struct gp
 }
 
 int gpu_check_inventory(const char *dir, const struct gpu_host *host, struct gpu_remap *remap,
-			int *nprocs, char *err, size_t errlen)
+                        int *nprocs, char *err, size_t errlen)
 {
 	struct gpu_device old[GPU_MAX_DEVICES];
 	char path[PATH_MAX], need[1024], have[1024];
@@ -1060,6 +1064,6 @@ int gpu_check_inventory(const char *dir, const struct gpu_host *host, struct gpu
 		return -1;
 	}
 	log_info("GPU restore remaps %d device(s): checkpoint on %s, now on %s", remap->npairs,
-		 need, have);
+	         need, have);
 	return 0;
 }

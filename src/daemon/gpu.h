@@ -39,7 +39,7 @@
 #include <sys/types.h>
 
 #define GPU_MAX_DEVICES 16
-#define GPU_MAX_PROCS	256
+#define GPU_MAX_PROCS   256
 /* Oldest CUDA version (cuDriverGetVersion) whose driver has the API: 12.8 = r570. */
 #define GPU_MIN_CUDA_VERSION 12080
 /* Default bound on cuCheckpointProcessLock (a busy GPU must not hang a dump). */
@@ -69,13 +69,14 @@ struct gpu_remap {
 
 /* Milliseconds spent in each kind of driver call (all processes together). */
 struct gpu_stats {
-	int nprocs;		/* CUDA processes found in the tree */
+	int nprocs;                /* CUDA processes found in the tree */
 	pid_t pids[GPU_MAX_PROCS]; /* and their pids */
 	uint64_t lock_ms;
 	uint64_t checkpoint_ms;
-	uint64_t restore_ms;	/* cuCheckpointProcessRestore: device memory back in, objects rebuilt */
+	uint64_t
+	        restore_ms; /* cuCheckpointProcessRestore: device memory back in, objects rebuilt */
 	uint64_t unlock_ms;
-	uint64_t total_ms;	/* the whole operation, helper process included */
+	uint64_t total_ms; /* the whole operation, helper process included */
 };
 
 /* The argument that makes a program that links this module its GPU helper:
@@ -100,7 +101,7 @@ int gpu_probe(struct gpu_host *host, char *why, size_t whylen);
  * process and the driver's error. A tree without CUDA processes succeeds with
  * st->nprocs == 0. HOST (may be NULL) gets this host's GPUs, for the inventory. */
 int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_host *host, struct gpu_stats *st,
-		char *err, size_t errlen);
+                char *err, size_t errlen);
 
 /* Bring every CUDA process in the tree rooted at ROOT back to RUNNING:
  * CHECKPOINTED -> Restore (with REMAP, may be NULL) -> LOCKED -> Unlock. Used
@@ -109,7 +110,7 @@ int gpu_suspend(pid_t root, unsigned timeout_ms, struct gpu_host *host, struct g
  * state is lost and it cannot run on the GPU again). EXPECT > 0 also fails when
  * fewer CUDA processes than that are found. */
 int gpu_resume(pid_t root, const struct gpu_remap *remap, int expect, struct gpu_stats *st,
-	       char *err, size_t errlen);
+               char *err, size_t errlen);
 
 /* The inventory kept with a checkpoint (GPU_INVENTORY_FILE): HOST's GPUs and the
  * dump's CUDA processes, as malloc'ed JSON text (NULL if out of memory). */
@@ -123,7 +124,7 @@ int gpu_save_inventory(const char *dir, const struct gpu_host *host, const struc
  * what the checkpoint needs and what this host has. *NPROCS (may be NULL) gets
  * the number of CUDA processes dumped. A directory without gpu.json fails. */
 int gpu_check_inventory(const char *dir, const struct gpu_host *host, struct gpu_remap *remap,
-			int *nprocs, char *err, size_t errlen);
+                        int *nprocs, char *err, size_t errlen);
 
 /* SIGKILL every process of the tree rooted at ROOT, children first (a GPU
  * restore that failed leaves processes that can never run on their GPU). */

@@ -73,8 +73,7 @@ enum {
 };
 
 enum { RUNNING, LOCKED, CHECKPOINTED, FAILED, NSTATES };
-static const char *const state_names[NSTATES] = { "RUNNING", "LOCKED", "CHECKPOINTED",
-						   "FAILED" };
+static const char *const state_names[NSTATES] = {"RUNNING", "LOCKED", "CHECKPOINTED", "FAILED"};
 
 static int initialized;
 
@@ -326,7 +325,7 @@ static void table_close(struct table *t, int save)
 		if (f) {
 			for (int i = 0; i < t->n; i++)
 				fprintf(f, "%d %s %s\n", t->r[i].pid, state_names[t->r[i].state],
-					t->r[i].host[0] ? t->r[i].host : "-");
+				        t->r[i].host[0] ? t->r[i].host : "-");
 			if (fclose(f) == 0)
 				rename(tmp, path);
 		}
@@ -362,10 +361,9 @@ static struct rec *find(struct table *t, int pid, int *dirty)
 	for (int i = 0; i < t->n; i++)
 		if (t->r[i].pid == pid)
 			return &t->r[i];
-	if (cfg_is("pids", "listed") ||
-	    t->n == (int)(sizeof(t->r) / sizeof(t->r[0])))
+	if (cfg_is("pids", "listed") || t->n == (int)(sizeof(t->r) / sizeof(t->r[0])))
 		return NULL;
-	t->r[t->n] = (struct rec){ .pid = pid, .state = RUNNING, .host = "-" };
+	t->r[t->n] = (struct rec){.pid = pid, .state = RUNNING, .host = "-"};
 	*dirty = 1;
 	return &t->r[t->n++];
 }
@@ -433,7 +431,7 @@ static int begin(struct table *t, const char *call, int pid, struct rec **r, int
 }
 
 static int finish(struct table *t, int dirty, const char *call, struct rec *r, int rc,
-		  const char *note)
+                  const char *note)
 {
 	logf_("%s pid=%d -> %d %s%s%s", call, r->pid, rc, state_names[r->state], note ? " " : "",
 	      note ? note : "");
@@ -528,7 +526,7 @@ EXPORT int cuCheckpointProcessRestore(int pid, struct restore_args *args)
 		return rc;
 	snprintf(note, sizeof(note), "pairs=%u", npairs);
 	if (args && (!all_zero(args->reserved, sizeof(args->reserved)) || args->reserved1 ||
-		     (npairs && !args->pairs)))
+	             (npairs && !args->pairs)))
 		return finish(&t, dirty, "Restore", r, E_INVALID_VALUE, "bad args");
 	if (r->state != CHECKPOINTED)
 		return finish(&t, dirty, "Restore", r, E_ILLEGAL_STATE, note);

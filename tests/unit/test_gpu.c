@@ -27,8 +27,8 @@ static void rm_rf_stub(void)
 /* A fresh stub state and no injected behaviour. */
 static void reset(void)
 {
-	static const char *const keys[] = { "VERSION", "INIT",	     "GPUS",	"HOST",
-					    "PIDS",    "LOCK",	     "CHECKPOINT", "RESTORE" };
+	static const char *const keys[] = {"VERSION", "INIT", "GPUS",       "HOST",
+	                                   "PIDS",    "LOCK", "CHECKPOINT", "RESTORE"};
 	char env[64];
 
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
@@ -417,7 +417,7 @@ TEST(inventory_same_and_remapped_gpus)
 {
 	struct gpu_host a, b;
 	struct gpu_remap rm;
-	struct gpu_stats st = { .nprocs = 1, .pids = { 42 } };
+	struct gpu_stats st = {.nprocs = 1, .pids = {42}};
 	char why[512], err[1024] = "";
 	int np = 0;
 	pid_t p;
@@ -458,7 +458,7 @@ TEST(inventory_different_gpus_refused)
 {
 	struct gpu_host a, b;
 	struct gpu_remap rm;
-	struct gpu_stats st = { 0 };
+	struct gpu_stats st = {0};
 	char why[512], err[1024] = "";
 
 	reset();
@@ -522,7 +522,7 @@ TEST(inventory_link_refused)
 
 TEST(suspend_reports_host_and_kill_tree)
 {
-	struct gpu_host h = { 0 };
+	struct gpu_host h = {0};
 	struct gpu_stats st;
 	char err[1024] = "";
 	pid_t p, kids[8];
