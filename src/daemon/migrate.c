@@ -67,6 +67,8 @@ static void sweep(const char *dir, const char *prefix)
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (e->d_type == DT_REG)
+			continue; /* logs of failed dumps, kept for the user */
 		if (!mg_rmdir_flat(path))
 			log_info("removed %s, left by an interrupted transfer", path);
 	}
@@ -91,7 +93,7 @@ static void resume_interrupted(void)
 		char id[JOB_ID_MAX + 1], *dash;
 		struct job j;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || strstr(e->d_name, ".dump.log"))
 			continue;
 		if (strlen(e->d_name) >= sizeof(id))
 			continue;

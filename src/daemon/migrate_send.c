@@ -546,6 +546,17 @@ static void kill_tree(pid_t pid)
 	free(tree);
 }
 
+/* A failed dump's CRIU log is worth keeping: STATE/migrate/ID.dump.log. */
+static void keep_dump_log(const char *dir, const char *id, char *kept, size_t len)
+{
+	char from[PATH_MAX + 16];
+
+	snprintf(from, sizeof(from), "%s/dump.log", dir);
+	snprintf(kept, len, "%s/%s.dump.log", mg.outgoing, id);
+	if (rename(from, kept))
+		kept[0] = '\0';
+}
+
 /* Forget the capture window: its shards are holes by now. */
 static void drop_window(const char *dir)
 {
@@ -611,6 +622,7 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	struct dump_thread d = {.id = j->id};
 	json_t *files, *ans = NULL;
 	uint64_t t0 = now_ms(), t_first = 0, t_sent;
+	char log_kept[PATH_MAX + 64] = "";
 	int rc;
 
 	files = mfiles_collect(j->pid, j->log);
@@ -654,9 +666,13 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	if (d.code != 200) {
 		/* CRIU resumes the tree itself when a dump fails; be sure anyway. */
 		resume_tree(j->pid);
-		if (t->c)
-			tp_send(t->c, TP_ABORT, "{\"error\":\"the dump failed on the source\"}",
-			        40);
+		if (t->c) {
+			json_t *ab = json_pack("{s:s}", "error", "the dump failed on the source");
+
+			tp_send_json(t->c, TP_ABORT, ab);
+			json_decref(ab);
+		}
+		keep_dump_log(t->dir, j->id, log_kept, sizeof(log_kept));
 		drop_window(t->dir);
 		restore_record(j->id, j->checkpoint);
 		if (rc) {
@@ -668,7 +684,8 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 			log_warn("job %s: %s", j->id, err);
 			return t->target_said ? 409 : 502;
 		}
-		snprintf(err, errlen, "migration of job %s failed while dumping: %s", j->id, d.err);
+		snprintf(err, errlen, "migration of job %s failed while dumping: %s%s%s", j->id,
+		         d.err, log_kept[0] ? "; CRIU log kept as " : "", log_kept);
 		return d.code;
 	}
 	if (!rc) {
@@ -729,6 +746,12 @@ int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t 
 		return 404;
 	}
 	job_refresh(&j);
+	if (j.gpu) {
+		snprintf(err, errlen, "job %s uses a GPU: migration of GPU jobs is not supported",
+		         id);
+		job_free(&j);
+		return 400;
+	}
 	if (!job_alive(&j)) {
 		snprintf(err, errlen,
 		         "job %s is not running (%s): migrate moves running jobs; "
