@@ -21,6 +21,8 @@
 #include "util.h"
 
 #define MAX_BODY (1 << 20)
+#define IDLE_TIMEOUT_S 600
+#define MAX_CONNECTIONS 512 /* one thread each: bound what a local user can make us hold */
 
 static struct MHD_Daemon *mhd;
 static int listen_fd = -1;
@@ -220,7 +222,9 @@ int server_start(const char *path)
 				       MHD_USE_ERROR_LOG,
 			       0, NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
 			       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)0,
+			       /* Idle clients only; a handler running a dump is not idle. */
+			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+			       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MAX_CONNECTIONS,
 			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!mhd) {
 		log_err("cannot start the HTTP server on %s", path);
