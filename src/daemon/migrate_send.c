@@ -603,13 +603,15 @@ static json_t *migrate_result(struct tx *t, const struct job *j, struct dump_thr
 	json_t *tt = json_object_get(ans, "timings");
 	json_t *criu = json_object_get(json_object_get(d->out, "stats"), "CRIUDuration");
 
-	return json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:I, s:{s:I, s:O?, s:I, s:I, s:O?, s:O?, "
-	                 "s:I, s:I}}",
+	return json_pack("{s:s, s:s, s:s, s:O?, s:O?, s:I, s:O?, s:O?, s:{s:I, s:O?, s:I, s:I, "
+	                 "s:O?, s:O?, s:I, s:I}}",
 	                 "job", j->id, "status", "JOB_MIGRATED", "target", t->to, "target_pid",
 	                 json_object_get(ans, "pid"), "target_checkpoint",
 	                 json_object_get(ans, "checkpoint"), "bytes", (json_int_t)t->bytes,
-	                 "timings", "dump_ms", (json_int_t)(d->t1 - d->t0), "criu_ms", criu,
-	                 "transfer_ms", (json_int_t)(t_sent - (t_first ? t_first : d->t0)),
+	                 "dump_stats", json_object_get(d->out, "stats"), "target_restore_stats",
+	                 json_object_get(json_object_get(ans, "restore"), "stats"), "timings",
+	                 "dump_ms", (json_int_t)(d->t1 - d->t0), "criu_ms", criu, "transfer_ms",
+	                 (json_int_t)(t_sent - (t_first ? t_first : d->t0)),
 	                 "transfer_after_dump_ms", (json_int_t)(t_sent - d->t1), "verify_ms",
 	                 json_object_get(tt, "verify_ms"), "restore_ms",
 	                 json_object_get(tt, "restore_ms"), "frozen_ms",
