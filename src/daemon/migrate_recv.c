@@ -461,8 +461,13 @@ static int ckpt_from_json(json_t *o, const char *dir, const char *id, struct ckp
 	return 0;
 }
 
-/* Put the log where the job had it, then the checkpoint where it belongs. */
-static int rx_place(struct rx *rx, struct job *j)
+/*
+ * Put the log where the job had it, then the checkpoint where it belongs,
+ * handed to the job's owner. A user's checkpoint is fingerprinted first,
+ * while the files are still root's: restore (run as root) refuses files the
+ * owner changed since (ckdir_digest/ckdir_verify), as for a local dump.
+ */
+static int rx_place(struct rx *rx, struct job *j, struct ckpt *c)
 {
 	char from[4200], logpath[4096];
 	int dfd;
@@ -482,10 +487,20 @@ static int rx_place(struct rx *rx, struct job *j)
 	rx->tmp[0] = '\0';
 	fsync_dir(mg.received);
 	dfd = ckdir_open(rx->final);
-	if (dfd >= 0) {
-		ckdir_seal(dfd, j->uid, j->gid);
-		close(dfd);
+	if (dfd < 0)
+		return rx_fail(rx, "cannot open %s: %s", rx->final, strerror(-dfd));
+	if (j->uid != 0) {
+		char *digest = NULL;
+
+		if (ckdir_digest(dfd, &digest)) {
+			close(dfd);
+			return rx_fail(rx, "cannot fingerprint %s", rx->final);
+		}
+		free(c->digest);
+		c->digest = digest;
 	}
+	c->size = ckdir_seal(dfd, j->uid, j->gid);
+	close(dfd);
 	return 0;
 }
 
@@ -538,8 +553,10 @@ static int rx_commit(struct rx *rx, json_t *commit, json_t **res)
 		job_free(&j);
 		return rx_fail(rx, "protocol error: bad checkpoint record");
 	}
-	if (rx_place(rx, &j))
+	if (rx_place(rx, &j, &c)) {
+		rx_undo(rx, &j);
 		goto out;
+	}
 	free(j.checkpoint);
 	j.checkpoint = strdup(rx->final);
 	if (db_job_insert(&j) || db_ckpt_insert(&c)) {

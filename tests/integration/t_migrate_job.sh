@@ -104,4 +104,42 @@ else
 	cat "$T/p.out"
 	fail $CASE
 fi
+
+# ---- a job of an unprivileged user: migrated, and pushed then restored by
+# its owner (the target fingerprints the files it hands to the owner)
+CASE=user_job
+make_user stasis-mig
+uid=$(id -u stasis-mig)
+gid=$(id -g stasis-mig)
+at_exit userdel stasis-mig
+install -m 600 -o "$uid" "$T/token" "$T/utoken"
+as_user() {
+	local h=$1
+	shift
+	host_exec "$h" setpriv --reuid="$uid" --regid="$gid" --clear-groups \
+		env STASIS_SOCKET=/run/stasis/stasisd.sock "$STASIS_BUILD/stasis" "$@"
+}
+as_user a exec --id ujob -w "$T/work" -- "exec $HELPERS/memhog --size 32M" >/dev/null &&
+	as_user a exec --id upush -w "$T/work" -- "exec $HELPERS/memhog --size 32M" >/dev/null ||
+	die "user exec"
+uready() { grep -q '^tick ' "$T/hosts/a/lib/logs/$1.log" 2>/dev/null; }
+wait_for 30 uready ujob && wait_for 30 uready upush || die "user jobs did not start"
+if as_user a migrate job ujob --to "$TARGET" --token-file "$T/utoken" >"$T/u1.out" 2>&1; then
+	check user_job_running_on_target test "$(job_status b ujob)" = JOB_RUNNING
+	check user_job_owned_by_user host_exec b sh -c \
+		"[ \$(stat -c %u /proc/$(job_pid b ujob)) = $uid ]"
+else
+	cat "$T/u1.out"
+	fail user_job_migrate
+fi
+mkdir -p "$T/uck"
+chown "$uid" "$T/uck"
+if as_user a dump job upush -d "$T/uck" --stream 2 >/dev/null &&
+	as_user a push "$T/uck" --to "$TARGET" --token-file "$T/utoken" >"$T/u2.out" 2>&1 &&
+	as_user b restore job upush >"$T/u3.out" 2>&1; then
+	check user_push_restored_by_owner test "$(job_status b upush)" = JOB_RUNNING
+else
+	cat "$T/u2.out" "$T/u3.out" 2>/dev/null
+	fail user_push_restore
+fi
 finish
