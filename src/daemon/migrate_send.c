@@ -690,6 +690,19 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 		         d.err, log_kept[0] ? "; CRIU log kept as " : "", log_kept);
 		return d.code;
 	}
+	if (!rc && j->uid != 0) {
+		/* The dump handed the window to the job's owner: take it back before
+		 * the rest is read, so what the target restores as root is what
+		 * the dump wrote. */
+		int dfd = ckdir_open(t->dir);
+
+		snprintf(t->phase, sizeof(t->phase), "securing the capture window");
+		rc = dfd < 0 ? tx_fail(t, "cannot open %s", t->dir)
+		     : ckdir_lock(dfd, t->dir, t->err, sizeof(t->err)) ? -1
+		                                                       : 0;
+		if (dfd >= 0)
+			close(dfd);
+	}
 	if (!rc) {
 		snprintf(t->phase, sizeof(t->phase), "streaming the rest of the checkpoint");
 		rc = tx_finish(t, j->log);
@@ -811,6 +824,39 @@ fail:
 	return t->target_said ? 409 : 502;
 }
 
+/*
+ * A user's checkpoint: the user owns its files, and the target will restore
+ * them as root. Make the directory root's for the transfer (refused if a
+ * process has one of its files open) and check it is still what the dump
+ * wrote, as a local restore would.
+ */
+static int push_locked(struct tx *t, struct ckpt *c, struct job *j, const char *to,
+                       const char *token, json_t **out, char *err, size_t errlen)
+{
+	int dfd = ckdir_open(c->dir), code;
+
+	if (dfd < 0) {
+		snprintf(err, errlen, "%s: %s", c->dir, strerror(-dfd));
+		return 404;
+	}
+	if (ckdir_lock(dfd, c->dir, err, errlen)) {
+		code = 409;
+	} else if (!c->digest || !c->digest[0] || ckdir_verify(dfd, c->digest, err, errlen)) {
+		char why[512];
+
+		snprintf(why, sizeof(why), "%s", c->digest && c->digest[0] ? err : "no digest");
+		snprintf(err, errlen, "%s does not match what was dumped (%s): not sending it",
+		         c->dir, why);
+		code = 409;
+	} else {
+		t->to = to;
+		code = push_run(t, c, j, token, out, err, errlen);
+	}
+	ckdir_unlock(dfd, j->uid, j->gid);
+	close(dfd);
+	return code;
+}
+
 int migrate_push(const struct creds *caller, json_t *req, json_t **out, char *err, size_t errlen)
 {
 	const char *dir, *to, *token = NULL;
@@ -841,6 +887,8 @@ int migrate_push(const struct creds *caller, json_t *req, json_t **out, char *er
 		         "with --stream N)",
 		         real);
 		code = 400;
+	} else if (j.uid != 0) {
+		code = push_locked(&t, &c, &j, to, token, out, err, errlen);
 	} else {
 		t.to = to;
 		code = push_run(&t, &c, &j, token, out, err, errlen);
