@@ -154,8 +154,9 @@ host_daemon() {
 		die "host $name: stasisd did not start"
 	echo "$host_bg_pid" >"$d/daemon.pid"
 	track_pid "$host_bg_pid"
-	wait_for 10 host_exec "$name" test -S /run/stasis/stasisd.sock ||
-		{ cat "$d/daemon.log" >&2; die "host $name: no daemon socket"; }
+	# Until it answers: a socket left by a killed daemon is no sign of life.
+	wait_for 10 host_stasis "$name" ps >/dev/null 2>&1 ||
+		{ cat "$d/daemon.log" >&2; die "host $name: the daemon does not answer"; }
 }
 
 host_daemon_kill() {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,6 +77,63 @@ static void sweep(const char *dir, const char *prefix)
 		closedir(d);
 }
 
+/* Does process PID have a file open under DIR/? */
+static bool holds_file_in(const char *pid, const char *dir)
+{
+	char path[600], link[4096];
+	size_t dlen = strlen(dir);
+	struct dirent *f;
+	bool found = false;
+	DIR *fds;
+
+	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
+	fds = opendir(path);
+	while (fds && !found && (f = readdir(fds))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/%s/fd/%s", pid, f->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		found = !strncmp(link, dir, dlen) && link[dlen] == '/';
+	}
+	if (fds)
+		closedir(fds);
+	return found;
+}
+
+/*
+ * A capture the dead daemon started may still run (perhaps paused by our
+ * backpressure), keeping CRIU, and so the job, frozen: end it, so that CRIU
+ * fails the dump and lets the job go. (Never CRIU itself: killed mid-dump it
+ * could leave its parasite code in the job.)
+ */
+static void stop_leftover_capture(const char *window)
+{
+	struct dirent *e;
+	DIR *d = opendir("/proc");
+
+	while (d && (e = readdir(d))) {
+		char path[300], *comm = NULL;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		if (read_file(path, &comm, NULL))
+			continue;
+		if (!strncmp(comm, "stasis-streame", 14) && holds_file_in(e->d_name, window)) {
+			kill(atoi(e->d_name), SIGKILL);
+			kill(atoi(e->d_name), SIGCONT);
+			log_warn("stopped capture %s left in %s by an interrupted migration",
+			         e->d_name, window);
+		}
+		free(comm);
+	}
+	if (d)
+		closedir(d);
+}
+
 /*
  * A daemon that died mid-migration left the job frozen (--leave-stopped) and
  * a window STATE/migrate/ID-MS behind: the migration did not complete (we
@@ -97,6 +155,12 @@ static void resume_interrupted(void)
 			continue;
 		if (strlen(e->d_name) >= sizeof(id))
 			continue;
+		{
+			char window[4096];
+
+			snprintf(window, sizeof(window), "%s/%s", mg.outgoing, e->d_name);
+			stop_leftover_capture(window);
+		}
 		memcpy(id, e->d_name, strlen(e->d_name) + 1);
 		dash = strrchr(id, '-');
 		if (dash)

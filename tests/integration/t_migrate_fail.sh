@@ -169,6 +169,21 @@ else
 	check disk_full_target_cleaned wait_for 10 nothing_on_b big
 fi
 
+# ---- the source daemon is killed mid-transfer: restarted, it resumes the job
+CASE=source_killed
+migrate_bg big sk
+if wait_for 60 mid_transfer; then
+	host_daemon_kill a KILL
+	wait "$mpid"
+	host_daemon a --token-file "$T/token"
+	check source_killed_job_resumed wait_for 30 running_on_a big
+	check source_killed_target_cleaned wait_for 15 nothing_on_b big
+	check source_killed_window_removed test -z "$(ls "$T/hosts/a/lib/migrate" | grep -v dump.log)"
+else
+	fail "$CASE: the transfer never started"
+	wait "$mpid"
+fi
+
 # ---- after all that, both daemons still serve and a migration still works
 CASE=still_works
 if host_stasis a migrate job small --to "$TARGET" --token-file "$T/token" >"$T/ok.out" 2>&1; then
