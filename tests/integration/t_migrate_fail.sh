@@ -64,6 +64,14 @@ check token_file_mode_checked sh -c "nsenter -t $(host_init a) -n -p -m \
 	'$STASIS_BUILD/stasis' migrate job small --to $TARGET --token-file '$T/bad-token' 2>&1 |
 	grep -q 'chmod 600'"
 
+# ---- the daemon refuses a listener without a token, or with a loose token file
+check listen_needs_token sh -c "nsenter -t $(host_init a) -n -p -m '$STASIS_BUILD/stasisd' \
+	--state-dir '$T/x-state' --socket '$T/x.sock' --listen 10.77.0.1:7071 2>&1 |
+	grep -q 'needs --token-file'"
+check listen_refuses_loose_token sh -c "nsenter -t $(host_init a) -n -p -m '$STASIS_BUILD/stasisd' \
+	--state-dir '$T/x-state' --socket '$T/x.sock' --listen 10.77.0.1:7071 \
+	--token-file '$T/bad-token' 2>&1 | grep -q 'chmod 600'"
+
 # ---- unknown job, unreachable target
 check unknown_job sh -c "nsenter -t $(host_init a) -n -p -m '$STASIS_BUILD/stasis' migrate job \
 	nope --to $TARGET --token-file '$T/token' 2>&1 | grep -q 'no such job'"

@@ -26,7 +26,8 @@ while True:
     time.sleep(0.05)' >/dev/null || die "exec"
 wait_for 10 count_grows a cnt 5 || die "counter did not start"
 pid=$(job_pid a cnt)
-if host_stasis a migrate job cnt --to "$TARGET" --token-file "$T/token" >"$T/m1.out" 2>&1; then
+if host_stasis a migrate job cnt --to "$TARGET" --stream 3 --token-file "$T/token" \
+	>"$T/m1.out" 2>&1; then
 	cat "$T/m1.out"
 	before=$(grep -E '^[0-9]+$' "$T/hosts/b/lib/logs/cnt.log" | tail -1)
 	check migrate_counter_running_on_target test "$(job_status b cnt)" = JOB_RUNNING
