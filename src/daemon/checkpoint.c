@@ -79,9 +79,11 @@ struct op {
 	bool as_owner;          /* run CRIU/streamer as the owner (non-root job) */
 	char dir[PATH_MAX];     /* resolved checkpoint dir */
 	int dfd;
-	char fdpath[64];        /* /proc/<us>/fd/<dfd>: DIR for CRIU and the streamer, immune
-				 * to renames of DIR's ancestors by its owner */
+	char fdpath[64];        /* /proc/self/fd/<dfd>: DIR for CRIU and the streamer, which
+				 * inherit dfd: immune to renames of DIR's ancestors by its
+				 * owner, and valid even if the daemon dies meanwhile */
 	bool locked;            /* DIR is root's while we work (ckdir_lock) */
+	struct op_rec rec;      /* what a daemon after a crash must finish (recover.c) */
 	pid_t streamer;
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms;        /* GPU job: "GPUDuration" (docs/gpu.md) */
@@ -147,7 +149,7 @@ static int op_open_dir(struct op *op)
 	op->dfd = ckdir_open(op->dir);
 	if (op->dfd < 0)
 		return fail(op, 404, "checkpoint directory %s: %s", op->dir, strerror(-op->dfd));
-	snprintf(op->fdpath, sizeof(op->fdpath), "/proc/%d/fd/%d", (int)getpid(), op->dfd);
+	snprintf(op->fdpath, sizeof(op->fdpath), "/proc/self/fd/%d", op->dfd);
 	return 0;
 }
 
@@ -172,6 +174,8 @@ static void op_end(struct op *op)
 		ckdir_unlock(op->dfd, op->job.uid, op->job.gid);
 	if (op->dfd >= 0)
 		close(op->dfd);
+	if (op->rec.criu_pid)
+		db_op_end(op->job.id);
 	progress_end(op->job.id);
 	jobs_busy_end(op->job.id);
 	job_free(&op->job);
@@ -221,6 +225,7 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 	o.stdout_fd = logfd;
 	o.stderr_fd = logfd;
 	o.keep_fd = rp[1];
+	o.keep_fd2 = op->dfd;
 	ret = spawn(&o, &op->streamer, &phase);
 	close(rp[1]);
 	close(logfd);
@@ -270,6 +275,7 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 		o.cr = &op->owner;
 		o.criu_caps = true;
 	}
+	o.keep_fd2 = op->dfd;
 	op->t_criu = now_ms();
 	ret = spawn(&o, &pid, &phase);
 	if (ret) {
@@ -277,6 +283,17 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 		fail(op, 500, "criu: cannot start %s (%s): %s", argv[0], phase, strerror(-ret));
 		return -1;
 	}
+	op->rec.criu_pid = pid;
+	proc_start_time(pid, &op->rec.criu_start);
+	if (op->streamer > 0) {
+		op->rec.helper_pid = op->streamer;
+		proc_start_time(op->streamer, &op->rec.helper_start);
+	}
+	snprintf(op->rec.job, sizeof(op->rec.job), "%s", op->job.id);
+	op->rec.dir = op->dir;
+	op->rec.created = (int64_t)wall_ms();
+	if (db_op_begin(&op->rec))
+		log_warn("job %s: cannot record the operation in flight", op->job.id);
 	ret = wait_child(pid, status, -1);
 	op->t_end_criu = now_ms();
 	if (ret) {
@@ -604,6 +621,11 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		goto out;
 	}
 	build_dump_argv(&op, &d, argv, pidbuf, opts);
+	snprintf(op.rec.op, sizeof(op.rec.op), "dump");
+	op.rec.leave_running = d.leave_running || d.leave_stopped;
+	op.rec.stream = d.stream;
+	op.rec.codec = (char *)(d.codec ? d.codec : "");
+	op.rec.criu_opts = json_dumps(opts, JSON_COMPACT);
 	if (d.stream)
 		progress_set(id, "criu", PROG_READ_BYTES, NULL, op.streamer, tree_rss(op.job.pid));
 	else
@@ -651,6 +673,7 @@ out:
 		gpu_dump_undo(&op);
 	json_decref(opts);
 	op_end(&op);
+	free(op.rec.criu_opts);
 	return code;
 }
 
@@ -1042,6 +1065,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		goto out;
 	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", work);
 	restore_argv(&op, &c, streamed, work, pidfile, argv);
+	snprintf(op.rec.op, sizeof(op.rec.op), "restore");
+	op.rec.stream = streamed;
 	progress_set(id, "criu", PROG_RSS, NULL, recorded ? c.pid : op.job.pid,
 		     restore_expected(&op, &c, streamed));
 	log_info("job %s: restoring from %s%s", id, op.dir, streamed ? " (streamed)" : "");

@@ -31,7 +31,12 @@ static const char schema[] =
 	" shards INTEGER NOT NULL, codec TEXT NOT NULL, leave_running INTEGER NOT NULL,"
 	" criu_opts TEXT NOT NULL, size INTEGER NOT NULL, stats TEXT NOT NULL,"
 	" digest TEXT NOT NULL, created INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job);";
+	"CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job);"
+	"CREATE TABLE IF NOT EXISTS ops ("
+	" job TEXT PRIMARY KEY, op TEXT NOT NULL, dir TEXT NOT NULL, criu_pid INTEGER NOT NULL,"
+	" criu_start INTEGER NOT NULL, helper_pid INTEGER NOT NULL, helper_start INTEGER NOT"
+	" NULL, leave_running INTEGER NOT NULL, stream INTEGER NOT NULL, codec TEXT NOT NULL,"
+	" criu_opts TEXT NOT NULL, created INTEGER NOT NULL);";
 
 int db_open(const char *path)
 {
@@ -396,6 +401,83 @@ int db_ckpt_delete_job(const char *job)
 	if (st)
 		bind_text(st, 1, job);
 	return run(st);
+}
+
+int db_op_begin(const struct op_rec *o)
+{
+	sqlite3_stmt *st = prep("INSERT OR REPLACE INTO ops (job, op, dir, criu_pid, criu_start,"
+				" helper_pid, helper_start, leave_running, stream, codec, criu_opts,"
+				" created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, o->job);
+	bind_text(st, 2, o->op);
+	bind_text(st, 3, o->dir);
+	sqlite3_bind_int(st, 4, o->criu_pid);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)o->criu_start);
+	sqlite3_bind_int(st, 6, o->helper_pid);
+	sqlite3_bind_int64(st, 7, (sqlite3_int64)o->helper_start);
+	sqlite3_bind_int(st, 8, o->leave_running);
+	sqlite3_bind_int(st, 9, o->stream);
+	bind_text(st, 10, o->codec ? o->codec : "");
+	bind_text(st, 11, o->criu_opts ? o->criu_opts : "[]");
+	sqlite3_bind_int64(st, 12, o->created);
+	return run(st);
+}
+
+int db_op_end(const char *job)
+{
+	sqlite3_stmt *st = prep("DELETE FROM ops WHERE job = ?");
+
+	if (st)
+		bind_text(st, 1, job);
+	return run(st);
+}
+
+int db_op_list(struct op_rec **out, int *n)
+{
+	sqlite3_stmt *st = prep("SELECT job, op, dir, criu_pid, criu_start, helper_pid,"
+				" helper_start, leave_running, stream, codec, criu_opts, created"
+				" FROM ops");
+	struct op_rec *v = NULL;
+	int cnt = 0, rc;
+
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct op_rec *nv = realloc(v, (cnt + 1) * sizeof(*v)), *o;
+
+		if (!nv)
+			break;
+		v = nv;
+		o = &v[cnt++];
+		memset(o, 0, sizeof(*o));
+		snprintf(o->job, sizeof(o->job), "%s", (const char *)sqlite3_column_text(st, 0));
+		snprintf(o->op, sizeof(o->op), "%s", (const char *)sqlite3_column_text(st, 1));
+		o->dir = col_dup(st, 2);
+		o->criu_pid = sqlite3_column_int(st, 3);
+		o->criu_start = sqlite3_column_int64(st, 4);
+		o->helper_pid = sqlite3_column_int(st, 5);
+		o->helper_start = sqlite3_column_int64(st, 6);
+		o->leave_running = sqlite3_column_int(st, 7);
+		o->stream = sqlite3_column_int(st, 8);
+		o->codec = col_dup(st, 9);
+		o->criu_opts = col_dup(st, 10);
+		o->created = sqlite3_column_int64(st, 11);
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	*n = cnt;
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+void op_rec_free(struct op_rec *o)
+{
+	free(o->dir);
+	free(o->codec);
+	free(o->criu_opts);
+	memset(o, 0, sizeof(*o));
 }
 
 static json_t *json_or_null(const char *text)

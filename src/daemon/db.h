@@ -59,6 +59,24 @@ struct ckpt {
 	int64_t created;
 };
 
+/*
+ * A dump or restore in flight, written just before CRIU starts and removed when
+ * the operation ends: after a crash of the daemon it tells the next one what to
+ * finish (recover.c).
+ */
+struct op_rec {
+	char job[JOB_ID_MAX + 1];
+	char op[16];            /* "dump" or "restore" */
+	char *dir;
+	pid_t criu_pid, helper_pid;     /* CRIU and the streamer (0: none) */
+	uint64_t criu_start, helper_start;
+	bool leave_running;
+	int stream;
+	char *codec;
+	char *criu_opts;
+	int64_t created;
+};
+
 int db_open(const char *path);
 void db_close(void);
 
@@ -91,6 +109,11 @@ int db_ckpt_list(const char *job, struct ckpt **out, int *n);
 int db_ckpt_by_dir(const char *dir, struct ckpt *c);
 int db_ckpt_delete_dir(const char *dir);
 int db_ckpt_delete_job(const char *job);
+
+int db_op_begin(const struct op_rec *o);
+int db_op_end(const char *job);
+int db_op_list(struct op_rec **out, int *n);
+void op_rec_free(struct op_rec *o);
 
 json_t *job_to_json(const struct job *j);
 json_t *ckpt_to_json(const struct ckpt *c);

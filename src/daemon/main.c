@@ -21,6 +21,7 @@
 #include "gpu.h"
 #include "jobs.h"
 #include "log.h"
+#include "recover.h"
 #include "migrate.h"
 #include "server.h"
 #include "util.h"
@@ -185,6 +186,7 @@ int main(int argc, char **argv)
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 
 	jobs_adopt();
+	recover_ops();
 	if (server_start(sock))
 		return 1;
 	log_info("ready: socket %s, state %s, criu %s, streamer %s", sock, state_abs, cfg.criu,

@@ -142,6 +142,8 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
 	if (o->keep_fd >= 0)
 		fcntl(o->keep_fd, F_SETFD, 0);
+	if (o->keep_fd2 > 2)
+		fcntl(o->keep_fd2, F_SETFD, 0);
 	if (o->cr) {
 		ret = set_ids(o->cr, o->criu_caps, phase);
 		if (!ret && o->criu_caps)

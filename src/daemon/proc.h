@@ -32,6 +32,7 @@ struct spawn_opts {
 	int stdout_fd;           /* -1: /dev/null */
 	int stderr_fd;           /* -1: same as stdout */
 	int keep_fd;             /* one extra fd kept open under its own number, or -1 */
+	int keep_fd2;            /* another one (only if > 2) */
 	const char *cwd;         /* chdir as the user; NULL: "/" */
 	bool new_session;        /* setsid() */
 	mode_t umask;

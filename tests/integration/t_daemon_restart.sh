@@ -49,6 +49,32 @@ check adopted_log_continuous counts_in_order run
 kill -9 "$(job_pid dumped)"
 check dead_job_seen wait_for 5 sh -c "[ \"\$('$STASIS_BUILD/stasis' ps | awk '\$1==\"dumped\"{print \$4}')\" = JOB_KILLED ]"
 
+# The daemon killed in the middle of a streamed dump: CRIU and the streamer go on
+# without it; the next daemon records the checkpoint they completed.
+CASE=mid_dump
+sd exec -i big -w "$T" "exec $PY $WORKLOADS/daemon_mem.py 512" >/dev/null || die "exec big"
+wait_for 60 sh -c "'$STASIS_BUILD/stasis' logs big | grep -q '^tick'" || die "big not filled"
+sum=$(sd logs big | awk '$1=="sum"{print $2}')
+big_pid=$(job_pid big)
+sd dump job big -d "$T/ck-big" --stream 2 >"$T/big-dump.out" 2>&1 &
+dump_cli=$!
+if wait_for 30 pgrep -P "$DAEMON_PID" -x criu >/dev/null; then
+	kill -9 "$DAEMON_PID"
+	wait "$dump_cli" 2>/dev/null
+	daemon_up
+	check mid_dump_recorded wait_for 60 sh -c "'$STASIS_BUILD/stasis' checkpoints big | grep -q '$T/ck-big\$'"
+	check mid_dump_job_killed test "$(job_status big)" = JOB_KILLED
+	check mid_dump_process_gone dead "$big_pid"
+	check mid_dump_marker test -f "$T/ck-big/stasis-checkpoint.json"
+	check mid_dump_restores sd restore job big --stream 2
+	sd kill --signal USR1 big >/dev/null
+	wait_for 60 sh -c "'$STASIS_BUILD/stasis' logs big | grep -q '^check'"
+	check mid_dump_memory_intact test "$(sd logs big | awk '$1=="check"{print $2}')" = "$sum"
+	sd kill big >/dev/null
+else
+	fail "mid_dump (criu never seen running)"
+fi
+
 # A clean stop keeps everything too.
 daemon_down
 check socket_removed_on_stop test ! -e "$STASIS_SOCKET"
