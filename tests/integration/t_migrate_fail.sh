@@ -13,6 +13,10 @@
 export STASIS_NET_TIMEOUT_MS=3000
 # b's state dir is a 200 MiB tmpfs: the 512 MiB job cannot fit.
 migration_pair 200m
+# A link of 400 Mbit/s: transfers take seconds however fast the machine, so
+# the mid-transfer cases below always find one in progress.
+host_exec a tc qdisc add dev a-b root tbf rate 400mbit burst 256kb latency 100ms ||
+	die "cannot shape the link"
 
 # b's /var/lib/stasis is a tmpfs inside b: look at it from there.
 RX=/var/lib/stasis/received
