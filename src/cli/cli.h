@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#define DEFAULT_SOCKET "/run/stasis/stasisd.sock"
+#define DEFAULT_SOCKET    "/run/stasis/stasisd.sock"
 #define DEFAULT_STATE_DIR "/var/lib/stasis"
 
 /* Socket of the daemon: --socket, else $STASIS_SOCKET, else the default. */
@@ -19,12 +19,12 @@ extern const char *cli_socket;
 
 /* A reply from the daemon. */
 struct reply {
-	long status;        /* HTTP status; 0 if the daemon could not be reached */
-	json_t *json;       /* parsed JSON body, or NULL */
-	char *body;         /* raw body, NUL-terminated */
+	long status;  /* HTTP status; 0 if the daemon could not be reached */
+	json_t *json; /* parsed JSON body, or NULL */
+	char *body;   /* raw body, NUL-terminated */
 	size_t len;
 	char offset[32], size[32], running[8]; /* log headers */
-	char error[512];    /* transport error when status == 0 */
+	char error[512];                       /* transport error when status == 0 */
 };
 
 /*

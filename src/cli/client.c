@@ -42,8 +42,7 @@ static size_t on_body(char *data, size_t sz, size_t n, void *p)
 	return sz * n;
 }
 
-static void header_value(const char *line, size_t len, const char *name, char *out,
-			 size_t outlen)
+static void header_value(const char *line, size_t len, const char *name, char *out, size_t outlen)
 {
 	size_t nl = strlen(name);
 
@@ -104,7 +103,8 @@ static int call(const char *method, const char *path, json_t *body, struct reply
 	if (rc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
 	else
-		snprintf(r->error, sizeof(r->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		snprintf(r->error, sizeof(r->error), "%s",
+		         errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(c);
 	free(text);
@@ -124,12 +124,13 @@ void report_error(const struct reply *r)
 
 	if (r->status == 0 && access(cli_socket, F_OK))
 		die_msg("cannot reach stasisd: no socket at %s (is it running? try `stasis daemon "
-			"start`, or set --socket / STASIS_SOCKET)",
-			cli_socket);
+		        "start`, or set --socket / STASIS_SOCKET)",
+		        cli_socket);
 	else if (r->status == 0)
 		die_msg("cannot reach stasisd at %s: %s (is it running? try `stasis daemon "
-			"start`)",
-			cli_socket, strstr(r->error, "Couldn't connect") ? "nothing answers" : r->error);
+		        "start`)",
+		        cli_socket,
+		        strstr(r->error, "Couldn't connect") ? "nothing answers" : r->error);
 	else if ((msg = json_string_value(json_object_get(r->json, "error"))))
 		die_msg("%s", msg);
 	else
@@ -197,7 +198,7 @@ const char *self_dir(void)
 
 const char *human_bytes(double n, char *buf, size_t len)
 {
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
 	int u = 0;
 
 	while (n >= 1024 && u < 4) {

@@ -14,10 +14,10 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis check [--json]\n"
-		   "\n"
-		   "Checks CRIU (version, `criu check`), stasis-streamer, GPU checkpoint\n"
-		   "support, the daemon's socket and state dir. Exits 1 if something required\n"
-		   "is missing (the streamer and GPU support are optional).\n");
+	           "\n"
+	           "Checks CRIU (version, `criu check`), stasis-streamer, GPU checkpoint\n"
+	           "support, the daemon's socket and state dir. Exits 1 if something required\n"
+	           "is missing (the streamer and GPU support are optional).\n");
 }
 
 static bool optional(const char *name)
@@ -51,9 +51,9 @@ static int local_checks(bool as_json)
 int cmd_check(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	bool as_json = false;
 	int c, bad = 0;
@@ -63,9 +63,15 @@ int cmd_check(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': as_json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (api_quiet("GET", "/v1/check", NULL, &r)) {
@@ -73,7 +79,8 @@ int cmd_check(int argc, char **argv)
 		return local_checks(as_json);
 	}
 	checks = json_object_get(r.json, "checks");
-	json_array_foreach(checks, i, ck) {
+	json_array_foreach(checks, i, ck)
+	{
 		const char *name = json_string_value(json_object_get(ck, "name"));
 		bool ok = json_is_true(json_object_get(ck, "ok"));
 
@@ -81,8 +88,10 @@ int cmd_check(int argc, char **argv)
 			bad = 1;
 		if (!as_json)
 			printf("%s  %s: %s\n",
-			       ok ? "ok     " : optional(name) ? "missing" : "MISSING", name,
-			       json_string_value(json_object_get(ck, "detail")));
+			       ok               ? "ok     "
+			       : optional(name) ? "missing"
+			                        : "MISSING",
+			       name, json_string_value(json_object_get(ck, "detail")));
 	}
 	if (as_json) {
 		json_dumpf(r.json, stdout, JSON_INDENT(2));

@@ -17,19 +17,20 @@
 #include "util.h"
 
 #define START_TIMEOUT_MS 15000
-#define STOP_TIMEOUT_MS 120000
+#define STOP_TIMEOUT_MS  120000
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis daemon start [--state-dir DIR] [--debug]\n"
-		   "       stasis daemon stop\n"
-		   "       stasis daemon status\n"
-		   "\n"
-		   "start runs stasisd detached (output in DIR/stasisd.log) and returns once it\n"
-		   "answers on the socket; it does nothing if one already answers. stop waits\n"
-		   "for dumps and restores in flight; jobs keep running and are re-adopted by\n"
-		   "the next daemon. The state dir defaults to $STASIS_STATE_DIR or %s.\n",
-		DEFAULT_STATE_DIR);
+	fprintf(f,
+	        "usage: stasis daemon start [--state-dir DIR] [--debug]\n"
+	        "       stasis daemon stop\n"
+	        "       stasis daemon status\n"
+	        "\n"
+	        "start runs stasisd detached (output in DIR/stasisd.log) and returns once it\n"
+	        "answers on the socket; it does nothing if one already answers. stop waits\n"
+	        "for dumps and restores in flight; jobs keep running and are re-adopted by\n"
+	        "the next daemon. The state dir defaults to $STASIS_STATE_DIR or %s.\n",
+	        DEFAULT_STATE_DIR);
 }
 
 const char *state_dir_default(void)
@@ -81,8 +82,13 @@ static int start(const char *state, bool debug)
 		return 1;
 	}
 	if (pid == 0) {
-		char *argv[] = { access(exe, X_OK) ? "stasisd" : exe, "--socket", (char *)cli_socket,
-				 "--state-dir", (char *)state, debug ? "--debug" : NULL, NULL };
+		char *argv[] = {access(exe, X_OK) ? "stasisd" : exe,
+		                "--socket",
+		                (char *)cli_socket,
+		                "--state-dir",
+		                (char *)state,
+		                debug ? "--debug" : NULL,
+		                NULL};
 		int null = open("/dev/null", O_RDONLY);
 
 		setsid();
@@ -110,7 +116,7 @@ static int start(const char *state, bool debug)
 		usleep(50000);
 	}
 	die_msg("stasisd did not answer on %s within %d s; see %s", cli_socket,
-		START_TIMEOUT_MS / 1000, logpath);
+	        START_TIMEOUT_MS / 1000, logpath);
 	return 1;
 }
 
@@ -123,7 +129,7 @@ static int stop(void)
 	/* Its pid, to wait until it has really exited (and released its state). */
 	if (!api_quiet("GET", "/v1/version", NULL, &r))
 		snprintf(proc, sizeof(proc), "/proc/%lld",
-			 json_integer_value(json_object_get(r.json, "pid")));
+		         json_integer_value(json_object_get(r.json, "pid")));
 	reply_free(&r);
 	if (api_quiet("POST", "/v1/shutdown", NULL, &r)) {
 		if (r.status == 0) {
@@ -163,10 +169,10 @@ static int status(void)
 int cmd_daemon(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"state-dir", required_argument, NULL, 'S'},
+	        {"debug", no_argument, NULL, 'd'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *state = state_dir_default();
 	bool debug = false;
@@ -174,10 +180,18 @@ int cmd_daemon(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'S': state = optarg; break;
-		case 'd': debug = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'S':
+			state = optarg;
+			break;
+		case 'd':
+			debug = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind + 1 != argc) {

@@ -11,15 +11,15 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: stasis dump job ID -d DIR [--stream N] [--codec lz4|zstd[:L]|none]\n"
-		"                   [--leave-running] [--tcp-established | --tcp-close]\n"
-		"                   [--file-locks] [--external RES]... [--force] [--json]\n"
-		"\n"
-		"Checkpoints job ID into DIR (created 0700 if missing; files 0600, owned by the\n"
-		"job's user). Without --leave-running the job stops (JOB_KILLED). --stream N\n"
-		"writes N compressed, checksummed shards through stasis-streamer; otherwise\n"
-		"plain CRIU images. A DIR that already holds a checkpoint is refused unless\n"
-		"--force. Prints Success Checkpoint=DIR stats={...} (milliseconds, bytes).\n");
+	        "usage: stasis dump job ID -d DIR [--stream N] [--codec lz4|zstd[:L]|none]\n"
+	        "                   [--leave-running] [--tcp-established | --tcp-close]\n"
+	        "                   [--file-locks] [--external RES]... [--force] [--json]\n"
+	        "\n"
+	        "Checkpoints job ID into DIR (created 0700 if missing; files 0600, owned by the\n"
+	        "job's user). Without --leave-running the job stops (JOB_KILLED). --stream N\n"
+	        "writes N compressed, checksummed shards through stasis-streamer; otherwise\n"
+	        "plain CRIU images. A DIR that already holds a checkpoint is refused unless\n"
+	        "--force. Prints Success Checkpoint=DIR stats={...} (milliseconds, bytes).\n");
 }
 
 /* "job ID" or just "ID" after the options. */
@@ -41,18 +41,18 @@ int parse_job_arg(int argc, char **argv, int optind_, const char **id)
 int cmd_dump(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "stream", required_argument, NULL, 's' },
-		{ "codec", required_argument, NULL, 'c' },
-		{ "leave-running", no_argument, NULL, 'R' },
-		{ "tcp-established", no_argument, NULL, 'T' },
-		{ "tcp-close", no_argument, NULL, 'C' },
-		{ "file-locks", no_argument, NULL, 'L' },
-		{ "external", required_argument, NULL, 'x' },
-		{ "force", no_argument, NULL, 'f' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"dir", required_argument, NULL, 'd'},
+	        {"stream", required_argument, NULL, 's'},
+	        {"codec", required_argument, NULL, 'c'},
+	        {"leave-running", no_argument, NULL, 'R'},
+	        {"tcp-established", no_argument, NULL, 'T'},
+	        {"tcp-close", no_argument, NULL, 'C'},
+	        {"file-locks", no_argument, NULL, 'L'},
+	        {"external", required_argument, NULL, 'x'},
+	        {"force", no_argument, NULL, 'f'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *dir = NULL, *id = NULL;
 	json_t *req = json_object(), *ext = json_array();
@@ -64,25 +64,48 @@ int cmd_dump(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "d:fh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'd': dir = optarg; break;
+		case 'd':
+			dir = optarg;
+			break;
 		case 's':
 			n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 64) {
-				die_msg("--stream wants a shard count from 1 to 64, got '%s'", optarg);
+				die_msg("--stream wants a shard count from 1 to 64, got '%s'",
+				        optarg);
 				return 2;
 			}
 			json_object_set_new(req, "stream", json_integer(n));
 			break;
-		case 'c': json_object_set_new(req, "codec", json_string(optarg)); break;
-		case 'R': json_object_set_new(req, "leave_running", json_true()); break;
-		case 'T': json_object_set_new(req, "tcp_established", json_true()); break;
-		case 'C': json_object_set_new(req, "tcp_close", json_true()); break;
-		case 'L': json_object_set_new(req, "file_locks", json_true()); break;
-		case 'x': json_array_append_new(ext, json_string(optarg)); break;
-		case 'f': json_object_set_new(req, "force", json_true()); break;
-		case 'j': as_json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'c':
+			json_object_set_new(req, "codec", json_string(optarg));
+			break;
+		case 'R':
+			json_object_set_new(req, "leave_running", json_true());
+			break;
+		case 'T':
+			json_object_set_new(req, "tcp_established", json_true());
+			break;
+		case 'C':
+			json_object_set_new(req, "tcp_close", json_true());
+			break;
+		case 'L':
+			json_object_set_new(req, "file_locks", json_true());
+			break;
+		case 'x':
+			json_array_append_new(ext, json_string(optarg));
+			break;
+		case 'f':
+			json_object_set_new(req, "force", json_true());
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (parse_job_arg(argc, argv, optind, &id) || !dir) {
@@ -107,7 +130,7 @@ int cmd_dump(int argc, char **argv)
 			putchar('\n');
 		} else {
 			char *stats = json_dumps(json_object_get(r.json, "stats"),
-						 JSON_COMPACT | JSON_PRESERVE_ORDER);
+			                         JSON_COMPACT | JSON_PRESERVE_ORDER);
 
 			printf("Success Checkpoint=%s stats=%s\n",
 			       json_string_value(json_object_get(r.json, "checkpoint")), stats);

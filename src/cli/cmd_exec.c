@@ -10,20 +10,19 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: stasis exec [-i ID] [-w DIR] [-e KEY=VALUE]... [--gpu-enabled] [--json] "
-		"COMMAND...\n"
-		"\n"
-		"Runs `/bin/sh -c COMMAND` as you (your uid, gid and groups), in DIR (default:\n"
-		"the current directory), in a new session, with stdin from /dev/null and\n"
-		"stdout+stderr appended to the job's own log (`stasis logs ID`).\n"
-		"The job gets HOME, USER, LOGNAME, SHELL, your PATH and each -e KEY=VALUE.\n"
-		"\n"
-		"  -i, --id ID          job ID (default: generated)\n"
-		"  -w, --workdir DIR    working directory\n"
-		"  -e, --env KEY=VALUE  add to the job's environment (repeatable)\n"
-		"      --gpu-enabled    the job uses an NVIDIA GPU (checkpointed with it)\n"
-		"      --json           print the job record as JSON\n");
+	fprintf(f, "usage: stasis exec [-i ID] [-w DIR] [-e KEY=VALUE]... [--gpu-enabled] [--json] "
+	           "COMMAND...\n"
+	           "\n"
+	           "Runs `/bin/sh -c COMMAND` as you (your uid, gid and groups), in DIR (default:\n"
+	           "the current directory), in a new session, with stdin from /dev/null and\n"
+	           "stdout+stderr appended to the job's own log (`stasis logs ID`).\n"
+	           "The job gets HOME, USER, LOGNAME, SHELL, your PATH and each -e KEY=VALUE.\n"
+	           "\n"
+	           "  -i, --id ID          job ID (default: generated)\n"
+	           "  -w, --workdir DIR    working directory\n"
+	           "  -e, --env KEY=VALUE  add to the job's environment (repeatable)\n"
+	           "      --gpu-enabled    the job uses an NVIDIA GPU (checkpointed with it)\n"
+	           "      --json           print the job record as JSON\n");
 }
 
 /* Several words after the options form one command line, re-quoted for sh. */
@@ -60,13 +59,13 @@ static char *join_command(int argc, char **argv)
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "id", required_argument, NULL, 'i' },
-		{ "workdir", required_argument, NULL, 'w' },
-		{ "env", required_argument, NULL, 'e' },
-		{ "gpu-enabled", no_argument, NULL, 'g' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"id", required_argument, NULL, 'i'},
+	        {"workdir", required_argument, NULL, 'w'},
+	        {"env", required_argument, NULL, 'e'},
+	        {"gpu-enabled", no_argument, NULL, 'g'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *id = NULL, *wd = ".", *path = getenv("PATH");
 	json_t *env = json_array(), *req;
@@ -77,8 +76,12 @@ int cmd_exec(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "+i:w:e:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'i': id = optarg; break;
-		case 'w': wd = optarg; break;
+		case 'i':
+			id = optarg;
+			break;
+		case 'w':
+			wd = optarg;
+			break;
 		case 'e':
 			if (!strchr(optarg, '=') || optarg[0] == '=') {
 				die_msg("--env wants KEY=VALUE, got '%s'", optarg);
@@ -86,10 +89,18 @@ int cmd_exec(int argc, char **argv)
 			}
 			json_array_append_new(env, json_string(optarg));
 			break;
-		case 'g': gpu = true; break;
-		case 'j': as_json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'g':
+			gpu = true;
+			break;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind >= argc) {
@@ -100,7 +111,7 @@ int cmd_exec(int argc, char **argv)
 	cmd = join_command(argc - optind, argv + optind);
 	wd_abs = abs_path(wd);
 	req = json_pack("{s:s, s:s, s:o, s:b}", "cmd", cmd, "workdir", wd_abs, "env", env, "gpu",
-			gpu);
+	                gpu);
 	if (id)
 		json_object_set_new(req, "id", json_string(id));
 	if (path)

@@ -18,9 +18,9 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis inspect [--json] [--verify] DIR\n"
-		   "\n"
-		   "Describes the checkpoint in DIR: streamed (shards, codec, files, checksums\n"
-		   "with --verify, through stasis-streamer) or plain CRIU images.\n");
+	           "\n"
+	           "Describes the checkpoint in DIR: streamed (shards, codec, files, checksums\n"
+	           "with --verify, through stasis-streamer) or plain CRIU images.\n");
 }
 
 static int run_streamer(const char *dir, bool as_json, bool verify)
@@ -61,8 +61,9 @@ static int plain(const char *dir, bool as_json)
 	for (int i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, ents[i]->d_name);
 		if (!lstat(path, &st) && S_ISREG(st.st_mode)) {
-			json_array_append_new(files, json_pack("{s:s, s:I}", "name", ents[i]->d_name,
-							       "size", (json_int_t)st.st_size));
+			json_array_append_new(files,
+			                      json_pack("{s:s, s:I}", "name", ents[i]->d_name,
+			                                "size", (json_int_t)st.st_size));
 			if (strstr(ents[i]->d_name, ".img"))
 				total += st.st_size;
 		}
@@ -72,8 +73,8 @@ static int plain(const char *dir, bool as_json)
 	snprintf(path, sizeof(path), "%s/stasis-checkpoint.json", dir);
 	read_file(path, &marker, NULL);
 	out = json_pack("{s:s, s:s, s:b, s:I, s:o, s:o}", "dir", dir, "kind", "plain", "complete",
-			marker != NULL, "image_bytes", (json_int_t)total, "files", files,
-			"record", marker ? json_loads(marker, 0, NULL) : json_null());
+	                marker != NULL, "image_bytes", (json_int_t)total, "files", files, "record",
+	                marker ? json_loads(marker, 0, NULL) : json_null());
 	if (as_json) {
 		json_dumpf(out, stdout, JSON_INDENT(2));
 		putchar('\n');
@@ -83,10 +84,11 @@ static int plain(const char *dir, bool as_json)
 
 		printf("Checkpoint: %s\nKind: plain CRIU images\nRecorded by stasisd: %s\n", dir,
 		       marker ? "yes" : "no (no stasis-checkpoint.json)");
-		printf("Image bytes: %llu (%s)\n", total, human_bytes((double)total, hb, sizeof(hb)));
+		printf("Image bytes: %llu (%s)\n", total,
+		       human_bytes((double)total, hb, sizeof(hb)));
 		json_array_foreach(files, i, f)
-			printf("  %-28s %12lld\n", json_string_value(json_object_get(f, "name")),
-			       json_integer_value(json_object_get(f, "size")));
+		        printf("  %-28s %12lld\n", json_string_value(json_object_get(f, "name")),
+		               json_integer_value(json_object_get(f, "size")));
 	}
 	json_decref(out);
 	free(marker);
@@ -96,10 +98,10 @@ static int plain(const char *dir, bool as_json)
 int cmd_inspect(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "verify", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"json", no_argument, NULL, 'j'},
+	        {"verify", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	bool as_json = false, verify = false;
 	char path[PATH_MAX + 32];
@@ -108,10 +110,18 @@ int cmd_inspect(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': as_json = true; break;
-		case 'v': verify = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'j':
+			as_json = true;
+			break;
+		case 'v':
+			verify = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind + 1 != argc) {

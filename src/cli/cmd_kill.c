@@ -10,17 +10,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis kill [-s|--signal SIG] ID\n"
-		   "\n"
-		   "Sends SIG (a name like TERM or a number; default KILL) to the job's process\n"
-		   "group.\n");
+	           "\n"
+	           "Sends SIG (a name like TERM or a number; default KILL) to the job's process\n"
+	           "group.\n");
 }
 
 int cmd_kill(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "signal", required_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"signal", required_argument, NULL, 's'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *sig = "KILL", *id;
 	char path[512], *esc;
@@ -30,9 +30,15 @@ int cmd_kill(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': sig = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 's':
+			sig = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (parse_job_arg(argc, argv, optind, &id)) {
@@ -47,7 +53,7 @@ int cmd_kill(int argc, char **argv)
 		printf("Success JobID=%s Signal=%lld Status=%s\n", id,
 		       json_integer_value(json_object_get(r.json, "signal")),
 		       json_string_value(
-			       json_object_get(json_object_get(r.json, "job"), "status")));
+		               json_object_get(json_object_get(r.json, "job"), "status")));
 	reply_free(&r);
 	json_decref(req);
 	free(esc);

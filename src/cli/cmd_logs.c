@@ -14,17 +14,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis logs [-f] ID\n"
-		   "\n"
-		   "Prints the job's stdout+stderr. -f keeps printing new output until the job\n"
-		   "is no longer running (or you interrupt it).\n");
+	           "\n"
+	           "Prints the job's stdout+stderr. -f keeps printing new output until the job\n"
+	           "is no longer running (or you interrupt it).\n");
 }
 
 int cmd_logs(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "follow", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"follow", no_argument, NULL, 'f'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	bool follow = false;
 	long long off = 0;
@@ -34,9 +34,15 @@ int cmd_logs(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'f': follow = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'f':
+			follow = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (parse_job_arg(argc, argv, optind, &id)) {

@@ -10,10 +10,10 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis ps [--json]\n"
-		   "\n"
-		   "Lists your jobs (root: everyone's) with their live status:\n"
-		   "JOB_RUNNING, JOB_DONE(exit code, ? if unknown), JOB_KILLED (by a signal, or\n"
-		   "stopped by a dump), JOB_FAILED.\n");
+	           "\n"
+	           "Lists your jobs (root: everyone's) with their live status:\n"
+	           "JOB_RUNNING, JOB_DONE(exit code, ? if unknown), JOB_KILLED (by a signal, or\n"
+	           "stopped by a dump), JOB_FAILED.\n");
 }
 
 /* STATUS column: JOB_DONE carries the exit code. */
@@ -35,9 +35,9 @@ static void status_text(json_t *j, char *buf, size_t len)
 int cmd_ps(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	bool as_json = false;
 	struct reply r;
@@ -47,9 +47,15 @@ int cmd_ps(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'j': as_json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc) {
@@ -65,7 +71,8 @@ int cmd_ps(int argc, char **argv)
 		reply_free(&r);
 		return 0;
 	}
-	json_array_foreach(jobs, i, j) {
+	json_array_foreach(jobs, i, j)
+	{
 		const char *ck = json_string_value(json_object_get(j, "checkpoint"));
 		int l = (int)strlen(json_string_value(json_object_get(j, "id")));
 
@@ -73,9 +80,10 @@ int cmd_ps(int argc, char **argv)
 		l = ck ? (int)strlen(ck) : 1;
 		w_ck = l > w_ck ? l : w_ck;
 	}
-	printf("%-*s  %-7s  %-7s  %-12s  %-*s  %s\n", w_id, "JOB ID", "TYPE", "PID", "STATUS",
-	       w_ck, "CHECKPOINT", "GPU?");
-	json_array_foreach(jobs, i, j) {
+	printf("%-*s  %-7s  %-7s  %-12s  %-*s  %s\n", w_id, "JOB ID", "TYPE", "PID", "STATUS", w_ck,
+	       "CHECKPOINT", "GPU?");
+	json_array_foreach(jobs, i, j)
+	{
 		const char *ck = json_string_value(json_object_get(j, "checkpoint"));
 		char st[32];
 

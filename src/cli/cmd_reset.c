@@ -16,11 +16,11 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis reset --yes [--state-dir DIR] [--keep-jobs]\n"
-		   "\n"
-		   "Kills every running job (unless --keep-jobs), stops stasisd and removes its\n"
-		   "state: DIR/stasis.db*, DIR/logs, DIR/work, DIR/stasisd.pid, DIR/stasisd.log.\n"
-		   "Checkpoint directories are left alone. Without --yes it only says what it\n"
-		   "would do.\n");
+	           "\n"
+	           "Kills every running job (unless --keep-jobs), stops stasisd and removes its\n"
+	           "state: DIR/stasis.db*, DIR/logs, DIR/work, DIR/stasisd.pid, DIR/stasisd.log.\n"
+	           "Checkpoint directories are left alone. Without --yes it only says what it\n"
+	           "would do.\n");
 }
 
 static void kill_jobs(void)
@@ -34,7 +34,8 @@ static void kill_jobs(void)
 		return;
 	}
 	jobs = json_object_get(r.json, "jobs");
-	json_array_foreach(jobs, i, j) {
+	json_array_foreach(jobs, i, j)
+	{
 		const char *st = json_string_value(json_object_get(j, "status"));
 		const char *id = json_string_value(json_object_get(j, "id"));
 		char path[600], *esc;
@@ -54,14 +55,14 @@ static void kill_jobs(void)
 int cmd_reset(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "yes", no_argument, NULL, 'y' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "keep-jobs", no_argument, NULL, 'k' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"yes", no_argument, NULL, 'y'},
+	        {"state-dir", required_argument, NULL, 'S'},
+	        {"keep-jobs", no_argument, NULL, 'k'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
-	static const char *const victims[] = { "stasis.db", "stasis.db-wal", "stasis.db-shm",
-					       "stasisd.pid", "stasisd.log" };
+	static const char *const victims[] = {"stasis.db", "stasis.db-wal", "stasis.db-shm",
+	                                      "stasisd.pid", "stasisd.log"};
 	const char *state = state_dir_default();
 	bool yes = false, keep = false;
 	char cmd[PATH_MAX * 2 + 64], path[PATH_MAX + 32];
@@ -69,11 +70,21 @@ int cmd_reset(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "yh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'y': yes = true; break;
-		case 'S': state = optarg; break;
-		case 'k': keep = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'y':
+			yes = true;
+			break;
+		case 'S':
+			state = optarg;
+			break;
+		case 'k':
+			keep = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc) {
@@ -93,7 +104,7 @@ int cmd_reset(int argc, char **argv)
 	if (!keep)
 		kill_jobs();
 	{
-		char *dargv[] = { "daemon", "stop", NULL };
+		char *dargv[] = {"daemon", "stop", NULL};
 
 		optind = 0;
 		if (cmd_daemon(2, dargv))

@@ -11,23 +11,22 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: stasis restore job ID [-d DIR] [--stream N] [--json]\n"
-		"\n"
-		"Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
-		"read from the files; --stream N, if given, must match the shard count.\n"
-		"The job keeps its PID, and its output goes on into the same log.\n"
-		"Prints Success PID=... stats={...} (milliseconds).\n");
+	fprintf(f, "usage: stasis restore job ID [-d DIR] [--stream N] [--json]\n"
+	           "\n"
+	           "Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
+	           "read from the files; --stream N, if given, must match the shard count.\n"
+	           "The job keeps its PID, and its output goes on into the same log.\n"
+	           "Prints Success PID=... stats={...} (milliseconds).\n");
 }
 
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "dir", required_argument, NULL, 'd' },
-		{ "stream", required_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"dir", required_argument, NULL, 'd'},
+	        {"stream", required_argument, NULL, 's'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *id = NULL;
 	json_t *req = json_object();
@@ -47,14 +46,21 @@ int cmd_restore(int argc, char **argv)
 		case 's':
 			n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 64) {
-				die_msg("--stream wants a shard count from 1 to 64, got '%s'", optarg);
+				die_msg("--stream wants a shard count from 1 to 64, got '%s'",
+				        optarg);
 				return 2;
 			}
 			json_object_set_new(req, "stream", json_integer(n));
 			break;
-		case 'j': as_json = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'j':
+			as_json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (parse_job_arg(argc, argv, optind, &id)) {
@@ -75,7 +81,7 @@ int cmd_restore(int argc, char **argv)
 			putchar('\n');
 		} else {
 			char *stats = json_dumps(json_object_get(r.json, "stats"),
-						 JSON_COMPACT | JSON_PRESERVE_ORDER);
+			                         JSON_COMPACT | JSON_PRESERVE_ORDER);
 
 			printf("Success PID=%lld stats=%s\n",
 			       json_integer_value(json_object_get(r.json, "pid")), stats);

@@ -11,17 +11,17 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis rm [-f|--force] ID\n"
-		   "\n"
-		   "Removes the job, its log and its checkpoint records (the checkpoint files\n"
-		   "stay). A running job is refused unless --force, which kills it first.\n");
+	           "\n"
+	           "Removes the job, its log and its checkpoint records (the checkpoint files\n"
+	           "stay). A running job is refused unless --force, which kills it first.\n");
 }
 
 int cmd_rm(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "force", no_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"force", no_argument, NULL, 'f'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	bool force = false;
 	const char *id;
@@ -31,9 +31,15 @@ int cmd_rm(int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
 		switch (c) {
-		case 'f': force = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'f':
+			force = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (parse_job_arg(argc, argv, optind, &id)) {
@@ -50,7 +56,7 @@ int cmd_rm(int argc, char **argv)
 
 		printf("Removed job %s\n", id);
 		json_array_foreach(kept, i, v)
-			printf("Checkpoint files kept: %s\n", json_string_value(v));
+		        printf("Checkpoint files kept: %s\n", json_string_value(v));
 	}
 	reply_free(&r);
 	free(esc);

@@ -31,10 +31,11 @@ static void show(json_t *p)
 	human_bytes(done, d, sizeof(d));
 	human_bytes(exp, e, sizeof(e));
 	if (exp > 0)
-		snprintf(pct, sizeof(pct), " (%.0f%%)", done * 100 / exp > 100 ? 100 : done * 100 / exp);
+		snprintf(pct, sizeof(pct), " (%.0f%%)",
+		         done * 100 / exp > 100 ? 100 : done * 100 / exp);
 	fprintf(stderr, "\r\033[K%s: %s %s / %s%s, %.1f s",
-		json_string_value(json_object_get(p, "op")),
-		json_string_value(json_object_get(p, "phase")), d, exp > 0 ? e : "?", pct, secs);
+	        json_string_value(json_object_get(p, "op")),
+	        json_string_value(json_object_get(p, "phase")), d, exp > 0 ? e : "?", pct, secs);
 	fflush(stderr);
 	shown = true;
 }

@@ -19,21 +19,21 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{ "exec", cmd_exec, "run a command as a managed job" },
-	{ "ps", cmd_ps, "list jobs (alias: jobs)" },
-	{ "jobs", cmd_ps, NULL },
-	{ "dump", cmd_dump, "checkpoint a job: dump job ID -d DIR [--stream N]" },
-	{ "restore", cmd_restore, "restore a job: restore job ID [-d DIR] [--stream N]" },
-	{ "kill", cmd_kill, "send a signal to a job" },
-	{ "logs", cmd_logs, "print a job's output [-f]" },
-	{ "rm", cmd_rm, "forget a job (its checkpoint files stay)" },
-	{ "migrate", cmd_migrate, "move a running job to another host: migrate job ID --to H:P" },
-	{ "push", cmd_push, "send a checkpoint to another host: push DIR --to HOST:PORT" },
-	{ "checkpoints", cmd_checkpoints, "list recorded checkpoints [ID]" },
-	{ "inspect", cmd_inspect, "describe a checkpoint directory" },
-	{ "check", cmd_check, "check CRIU, streamer, GPU support, daemon" },
-	{ "daemon", cmd_daemon, "daemon start|stop|status" },
-	{ "reset", cmd_reset, "stop the daemon and remove its state (--yes)" },
+        {"exec", cmd_exec, "run a command as a managed job"},
+        {"ps", cmd_ps, "list jobs (alias: jobs)"},
+        {"jobs", cmd_ps, NULL},
+        {"dump", cmd_dump, "checkpoint a job: dump job ID -d DIR [--stream N]"},
+        {"restore", cmd_restore, "restore a job: restore job ID [-d DIR] [--stream N]"},
+        {"kill", cmd_kill, "send a signal to a job"},
+        {"logs", cmd_logs, "print a job's output [-f]"},
+        {"rm", cmd_rm, "forget a job (its checkpoint files stay)"},
+        {"migrate", cmd_migrate, "move a running job to another host: migrate job ID --to H:P"},
+        {"push", cmd_push, "send a checkpoint to another host: push DIR --to HOST:PORT"},
+        {"checkpoints", cmd_checkpoints, "list recorded checkpoints [ID]"},
+        {"inspect", cmd_inspect, "describe a checkpoint directory"},
+        {"check", cmd_check, "check CRIU, streamer, GPU support, daemon"},
+        {"daemon", cmd_daemon, "daemon start|stop|status"},
+        {"reset", cmd_reset, "stop the daemon and remove its state (--yes)"},
 };
 
 static void usage(FILE *f)
@@ -42,9 +42,10 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (commands[i].help)
 			fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
-	fprintf(f, "\n`stasis <command> --help` describes each one. The daemon socket is\n"
-		   "%s unless --socket or STASIS_SOCKET says otherwise.\n",
-		DEFAULT_SOCKET);
+	fprintf(f,
+	        "\n`stasis <command> --help` describes each one. The daemon socket is\n"
+	        "%s unless --socket or STASIS_SOCKET says otherwise.\n",
+	        DEFAULT_SOCKET);
 }
 
 int main(int argc, char **argv)

@@ -55,7 +55,7 @@ static int resolve_fn(void *p, char *out, size_t outlen)
 	if (access(a->dir, a->create ? W_OK | X_OK : R_OK | X_OK)) {
 		ret = -errno;
 		snprintf(out, outlen, "%s: you cannot %s it: %s", a->dir,
-			 a->create ? "write to" : "read", strerror(errno));
+		         a->create ? "write to" : "read", strerror(errno));
 		return ret;
 	}
 	if (!realpath(a->dir, real)) {
@@ -67,10 +67,10 @@ static int resolve_fn(void *p, char *out, size_t outlen)
 	return 0;
 }
 
-int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char *real,
-		  char *err, size_t errlen)
+int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char *real, char *err,
+                  size_t errlen)
 {
-	struct resolve_arg a = { .dir = dir, .create = create };
+	struct resolve_arg a = {.dir = dir, .create = create};
 	char out[PATH_MAX + 256];
 	int ret;
 
@@ -118,8 +118,9 @@ enum ck_kind ckdir_kind(int dfd)
 static bool ck_file(const char *name)
 {
 	static const char *const pats[] = {
-		"*.img",	 "img-*.lz4",  "img-*.zst", "img-*.raw", "img-*.bin", "img-[0-9]*",
-		"manifest.json", CK_MARKER, "stats-dump", "stats-restore", "irmap-cache",
+	        "*.img",      "img-*.lz4",     "img-*.zst",     "img-*.raw",
+	        "img-*.bin",  "img-[0-9]*",    "manifest.json", CK_MARKER,
+	        "stats-dump", "stats-restore", "irmap-cache",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(pats); i++)
@@ -310,7 +311,7 @@ int ckdir_lock(int dfd, const char *real, char *err, size_t errlen)
 	}
 	if (dir_in_use(real, who, sizeof(who))) {
 		snprintf(err, errlen, "%s is in use: %s has one of its files open or mapped", real,
-			 who);
+		         who);
 		return -EBUSY;
 	}
 	fd = dup(dfd);
@@ -326,7 +327,7 @@ int ckdir_lock(int dfd, const char *real, char *err, size_t errlen)
 			continue;
 		if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !digest_skip(e->d_name)) {
 			snprintf(err, errlen, "%s/%s has another hard link: it could change", real,
-				 e->d_name);
+			         e->d_name);
 			ret = -EMLINK;
 		}
 	}
@@ -430,24 +431,27 @@ int ckdir_verify(int dfd, const char *digest, char *err, size_t errlen)
 		json_decref(want);
 		return ret;
 	}
-	json_object_foreach(want, name, v) {
+	json_object_foreach(want, name, v)
+	{
 		json_t *h = json_object_get(have, name);
 
 		if (!h) {
 			snprintf(err, errlen, "file %s is missing", name);
 			ret = -ENOENT;
 		} else if (!json_equal(h, v)) {
-			snprintf(err, errlen, "file %s changed since the checkpoint was made", name);
+			snprintf(err, errlen, "file %s changed since the checkpoint was made",
+			         name);
 			ret = -EBADMSG;
 		}
 		if (ret)
 			break;
 	}
 	if (!ret)
-		json_object_foreach(have, name, v) {
+		json_object_foreach(have, name, v)
+		{
 			if (!json_object_get(want, name)) {
-				snprintf(err, errlen, "file %s was added after the checkpoint was made",
-					 name);
+				snprintf(err, errlen,
+				         "file %s was added after the checkpoint was made", name);
 				ret = -EBADMSG;
 				break;
 			}

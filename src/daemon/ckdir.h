@@ -25,8 +25,8 @@ enum ck_kind { CK_NONE, CK_PLAIN, CK_STREAMED };
  * missing; the last component must not be a symlink; the caller must be able to
  * write (CREATE) or read it. Returns 0 or -errno with ERR filled.
  */
-int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char *real,
-		  char *err, size_t errlen);
+int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char *real, char *err,
+                  size_t errlen);
 
 /* Open REAL (no symlink) as a directory fd. */
 int ckdir_open(const char *real);

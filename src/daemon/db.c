@@ -18,39 +18,39 @@
 static sqlite3 *db;
 
 static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS jobs ("
-	" id TEXT PRIMARY KEY, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
-	" groups TEXT NOT NULL, cmd TEXT NOT NULL, workdir TEXT NOT NULL, env TEXT NOT NULL,"
-	" log TEXT NOT NULL, gpu INTEGER NOT NULL, pid INTEGER NOT NULL,"
-	" start INTEGER NOT NULL, state TEXT NOT NULL, exit_code INTEGER NOT NULL,"
-	" signal INTEGER NOT NULL, checkpoint TEXT, created INTEGER NOT NULL,"
-	" updated INTEGER NOT NULL);"
-	"CREATE TABLE IF NOT EXISTS checkpoints ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, dir TEXT NOT NULL UNIQUE,"
-	" uid INTEGER NOT NULL, pid INTEGER NOT NULL, streamed INTEGER NOT NULL,"
-	" shards INTEGER NOT NULL, codec TEXT NOT NULL, leave_running INTEGER NOT NULL,"
-	" criu_opts TEXT NOT NULL, size INTEGER NOT NULL, stats TEXT NOT NULL,"
-	" digest TEXT NOT NULL, created INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job);"
-	"CREATE TABLE IF NOT EXISTS ops ("
-	" job TEXT PRIMARY KEY, op TEXT NOT NULL, dir TEXT NOT NULL, criu_pid INTEGER NOT NULL,"
-	" criu_start INTEGER NOT NULL, helper_pid INTEGER NOT NULL, helper_start INTEGER NOT"
-	" NULL, leave_running INTEGER NOT NULL, stream INTEGER NOT NULL, codec TEXT NOT NULL,"
-	" criu_opts TEXT NOT NULL, created INTEGER NOT NULL);";
+        "CREATE TABLE IF NOT EXISTS jobs ("
+        " id TEXT PRIMARY KEY, uid INTEGER NOT NULL, gid INTEGER NOT NULL,"
+        " groups TEXT NOT NULL, cmd TEXT NOT NULL, workdir TEXT NOT NULL, env TEXT NOT NULL,"
+        " log TEXT NOT NULL, gpu INTEGER NOT NULL, pid INTEGER NOT NULL,"
+        " start INTEGER NOT NULL, state TEXT NOT NULL, exit_code INTEGER NOT NULL,"
+        " signal INTEGER NOT NULL, checkpoint TEXT, created INTEGER NOT NULL,"
+        " updated INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS checkpoints ("
+        " id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL, dir TEXT NOT NULL UNIQUE,"
+        " uid INTEGER NOT NULL, pid INTEGER NOT NULL, streamed INTEGER NOT NULL,"
+        " shards INTEGER NOT NULL, codec TEXT NOT NULL, leave_running INTEGER NOT NULL,"
+        " criu_opts TEXT NOT NULL, size INTEGER NOT NULL, stats TEXT NOT NULL,"
+        " digest TEXT NOT NULL, created INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job);"
+        "CREATE TABLE IF NOT EXISTS ops ("
+        " job TEXT PRIMARY KEY, op TEXT NOT NULL, dir TEXT NOT NULL, criu_pid INTEGER NOT NULL,"
+        " criu_start INTEGER NOT NULL, helper_pid INTEGER NOT NULL, helper_start INTEGER NOT"
+        " NULL, leave_running INTEGER NOT NULL, stream INTEGER NOT NULL, codec TEXT NOT NULL,"
+        " criu_opts TEXT NOT NULL, created INTEGER NOT NULL);";
 
 int db_open(const char *path)
 {
 	char *err = NULL;
 
 	if (sqlite3_open_v2(path, &db,
-			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-			    NULL) != SQLITE_OK) {
+	                    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+	                    NULL) != SQLITE_OK) {
 		log_err("cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
 		return -EIO;
 	}
 	sqlite3_busy_timeout(db, 5000);
 	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-			 &err) != SQLITE_OK ||
+	                 &err) != SQLITE_OK ||
 	    sqlite3_exec(db, schema, NULL, NULL, &err) != SQLITE_OK) {
 		log_err("database %s: %s", path, err ? err : "error");
 		sqlite3_free(err);
@@ -130,8 +130,8 @@ void ckpt_free(struct ckpt *c)
 	memset(c, 0, sizeof(*c));
 }
 
-#define JOB_COLS                                                                           \
-	"id, uid, gid, groups, cmd, workdir, env, log, gpu, pid, start, state, exit_code,"  \
+#define JOB_COLS                                                                                   \
+	"id, uid, gid, groups, cmd, workdir, env, log, gpu, pid, start, state, exit_code,"         \
 	" signal, checkpoint, created, updated"
 
 static void job_row(sqlite3_stmt *st, struct job *j)
@@ -173,8 +173,8 @@ int db_job_get(const char *id, struct job *j)
 
 int db_job_insert(const struct job *j)
 {
-	sqlite3_stmt *st = prep("INSERT INTO jobs (" JOB_COLS
-				") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	sqlite3_stmt *st =
+	        prep("INSERT INTO jobs (" JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 
 	if (!st)
 		return -EIO;
@@ -245,8 +245,8 @@ int db_job_delete(const char *id)
 int db_job_ended(const char *id, pid_t pid, uint64_t start, const char *state, int code, int sig)
 {
 	sqlite3_stmt *st = prep("UPDATE jobs SET state = ?, exit_code = ?, signal = ?, updated = "
-				"CAST(strftime('%s','now') AS INTEGER) * 1000 WHERE id = ? AND "
-				"state = 'running' AND pid = ? AND start = ?");
+	                        "CAST(strftime('%s','now') AS INTEGER) * 1000 WHERE id = ? AND "
+	                        "state = 'running' AND pid = ? AND start = ?");
 
 	if (!st)
 		return -EIO;
@@ -262,9 +262,9 @@ int db_job_ended(const char *id, pid_t pid, uint64_t start, const char *state, i
 int db_job_checkpointed(const char *id, const char *dir, bool killed)
 {
 	sqlite3_stmt *st = prep("UPDATE jobs SET checkpoint = ?, state = CASE WHEN ? THEN"
-				" 'killed' ELSE state END, signal = CASE WHEN ? THEN 9 ELSE signal"
-				" END, updated = CAST(strftime('%s','now') AS INTEGER) * 1000"
-				" WHERE id = ?");
+	                        " 'killed' ELSE state END, signal = CASE WHEN ? THEN 9 ELSE signal"
+	                        " END, updated = CAST(strftime('%s','now') AS INTEGER) * 1000"
+	                        " WHERE id = ?");
 
 	if (!st)
 		return -EIO;
@@ -278,7 +278,7 @@ int db_job_checkpointed(const char *id, const char *dir, bool killed)
 int db_job_update(const struct job *j)
 {
 	sqlite3_stmt *st = prep("UPDATE jobs SET state = ?, pid = ?, start = ?, exit_code = ?,"
-				" signal = ?, checkpoint = ?, updated = ? WHERE id = ?");
+	                        " signal = ?, checkpoint = ?, updated = ? WHERE id = ?");
 
 	if (!st)
 		return -EIO;
@@ -293,8 +293,8 @@ int db_job_update(const struct job *j)
 	return run(st);
 }
 
-#define CKPT_COLS                                                                          \
-	"id, job, dir, uid, pid, streamed, shards, codec, leave_running, criu_opts, size,"  \
+#define CKPT_COLS                                                                                  \
+	"id, job, dir, uid, pid, streamed, shards, codec, leave_running, criu_opts, size,"         \
 	" stats, digest, created"
 
 static void ckpt_row(sqlite3_stmt *st, struct ckpt *c)
@@ -319,8 +319,8 @@ static void ckpt_row(sqlite3_stmt *st, struct ckpt *c)
 int db_ckpt_insert(struct ckpt *c)
 {
 	sqlite3_stmt *st = prep("INSERT INTO checkpoints (job, dir, uid, pid, streamed, shards,"
-				" codec, leave_running, criu_opts, size, stats, digest, created)"
-				" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	                        " codec, leave_running, criu_opts, size, stats, digest, created)"
+	                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	int rc;
 
 	if (!st)
@@ -347,8 +347,8 @@ int db_ckpt_insert(struct ckpt *c)
 int db_ckpt_list(const char *job, struct ckpt **out, int *n)
 {
 	sqlite3_stmt *st = prep(job ? "SELECT " CKPT_COLS " FROM checkpoints WHERE job = ?"
-				      " ORDER BY id"
-				    : "SELECT " CKPT_COLS " FROM checkpoints ORDER BY id");
+	                              " ORDER BY id"
+	                            : "SELECT " CKPT_COLS " FROM checkpoints ORDER BY id");
 	struct ckpt *v = NULL;
 	int cnt = 0, rc;
 
@@ -405,9 +405,10 @@ int db_ckpt_delete_job(const char *job)
 
 int db_op_begin(const struct op_rec *o)
 {
-	sqlite3_stmt *st = prep("INSERT OR REPLACE INTO ops (job, op, dir, criu_pid, criu_start,"
-				" helper_pid, helper_start, leave_running, stream, codec, criu_opts,"
-				" created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+	sqlite3_stmt *st =
+	        prep("INSERT OR REPLACE INTO ops (job, op, dir, criu_pid, criu_start,"
+	             " helper_pid, helper_start, leave_running, stream, codec, criu_opts,"
+	             " created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
 
 	if (!st)
 		return -EIO;
@@ -438,8 +439,8 @@ int db_op_end(const char *job)
 int db_op_list(struct op_rec **out, int *n)
 {
 	sqlite3_stmt *st = prep("SELECT job, op, dir, criu_pid, criu_start, helper_pid,"
-				" helper_start, leave_running, stream, codec, criu_opts, created"
-				" FROM ops");
+	                        " helper_start, leave_running, stream, codec, criu_opts, created"
+	                        " FROM ops");
 	struct op_rec *v = NULL;
 	int cnt = 0, rc;
 
@@ -489,27 +490,26 @@ static json_t *json_or_null(const char *text)
 
 json_t *job_to_json(const struct job *j)
 {
-	return json_pack("{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:o, s:s, s:b, s:i, s:I, s:s,"
-			 " s:o, s:o, s:s?, s:I, s:I}",
-			 "id", j->id, "type", "process", "uid", (json_int_t)j->uid, "gid",
-			 (json_int_t)j->gid, "groups", json_or_null(j->groups), "cmd", j->cmd,
-			 "workdir", j->workdir, "env", json_or_null(j->env), "log", j->log,
-			 "gpu", j->gpu, "pid", j->pid, "start_time", (json_int_t)j->start,
-			 "state", j->state,
-			 "exit_code", j->exit_code >= 0 ? json_integer(j->exit_code) : json_null(),
-			 "signal", j->signal ? json_integer(j->signal) : json_null(),
-			 "checkpoint", j->checkpoint, "created_ms", (json_int_t)j->created,
-			 "updated_ms", (json_int_t)j->updated);
+	return json_pack(
+	        "{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:o, s:s, s:b, s:i, s:I, s:s,"
+	        " s:o, s:o, s:s?, s:I, s:I}",
+	        "id", j->id, "type", "process", "uid", (json_int_t)j->uid, "gid",
+	        (json_int_t)j->gid, "groups", json_or_null(j->groups), "cmd", j->cmd, "workdir",
+	        j->workdir, "env", json_or_null(j->env), "log", j->log, "gpu", j->gpu, "pid",
+	        j->pid, "start_time", (json_int_t)j->start, "state", j->state, "exit_code",
+	        j->exit_code >= 0 ? json_integer(j->exit_code) : json_null(), "signal",
+	        j->signal ? json_integer(j->signal) : json_null(), "checkpoint", j->checkpoint,
+	        "created_ms", (json_int_t)j->created, "updated_ms", (json_int_t)j->updated);
 }
 
 json_t *ckpt_to_json(const struct ckpt *c)
 {
 	return json_pack("{s:I, s:s, s:s, s:I, s:i, s:b, s:i, s:s, s:b, s:o, s:I, s:o, s:s,"
-			 " s:I}",
-			 "id", (json_int_t)c->id, "job", c->job, "dir", c->dir, "uid",
-			 (json_int_t)c->uid, "pid", c->pid, "streamed", c->streamed, "shards",
-			 c->shards, "codec", c->codec ? c->codec : "", "leave_running",
-			 c->leave_running, "criu_opts", json_or_null(c->criu_opts), "size",
-			 (json_int_t)c->size, "stats", json_or_null(c->stats), "digest",
-			 c->digest ? c->digest : "", "created_ms", (json_int_t)c->created);
+	                 " s:I}",
+	                 "id", (json_int_t)c->id, "job", c->job, "dir", c->dir, "uid",
+	                 (json_int_t)c->uid, "pid", c->pid, "streamed", c->streamed, "shards",
+	                 c->shards, "codec", c->codec ? c->codec : "", "leave_running",
+	                 c->leave_running, "criu_opts", json_or_null(c->criu_opts), "size",
+	                 (json_int_t)c->size, "stats", json_or_null(c->stats), "digest",
+	                 c->digest ? c->digest : "", "created_ms", (json_int_t)c->created);
 }

@@ -18,27 +18,27 @@
 
 /* Job states as stored; "killed" covers death by signal and dump-and-stop. */
 #define ST_RUNNING "running"
-#define ST_DONE "done"
-#define ST_KILLED "killed"
-#define ST_FAILED "failed"
+#define ST_DONE    "done"
+#define ST_KILLED  "killed"
+#define ST_FAILED  "failed"
 
 struct job {
 	char id[JOB_ID_MAX + 1];
 	uid_t uid;
 	gid_t gid;
-	char *groups;      /* JSON array of gids */
+	char *groups; /* JSON array of gids */
 	char *cmd;
 	char *workdir;
-	char *env;         /* JSON array of "K=V" given by the user */
-	char *log;         /* path of the job's output log */
+	char *env; /* JSON array of "K=V" given by the user */
+	char *log; /* path of the job's output log */
 	bool gpu;
 	pid_t pid;
-	uint64_t start;    /* proc_start_time of pid */
+	uint64_t start; /* proc_start_time of pid */
 	char state[16];
-	int exit_code;     /* -1: unknown */
-	int signal;        /* 0: none */
-	char *checkpoint;  /* latest checkpoint dir, or NULL */
-	int64_t created;   /* wall ms */
+	int exit_code;    /* -1: unknown */
+	int signal;       /* 0: none */
+	char *checkpoint; /* latest checkpoint dir, or NULL */
+	int64_t created;  /* wall ms */
 	int64_t updated;
 };
 
@@ -46,16 +46,16 @@ struct ckpt {
 	int64_t id;
 	char job[JOB_ID_MAX + 1];
 	char *dir;
-	uid_t uid;         /* owner of the job and of the files */
-	pid_t pid;         /* PID of the job when dumped */
+	uid_t uid; /* owner of the job and of the files */
+	pid_t pid; /* PID of the job when dumped */
 	bool streamed;
 	int shards;
 	char *codec;
 	bool leave_running;
-	char *criu_opts;   /* JSON array of CRIU options to repeat on restore */
+	char *criu_opts; /* JSON array of CRIU options to repeat on restore */
 	uint64_t size;
-	char *stats;       /* JSON object as reported */
-	char *digest;      /* SHA-256 over the checkpoint's files */
+	char *stats;  /* JSON object as reported */
+	char *digest; /* SHA-256 over the checkpoint's files */
 	int64_t created;
 };
 
@@ -66,9 +66,9 @@ struct ckpt {
  */
 struct op_rec {
 	char job[JOB_ID_MAX + 1];
-	char op[16];            /* "dump" or "restore" */
+	char op[16]; /* "dump" or "restore" */
 	char *dir;
-	pid_t criu_pid, helper_pid;     /* CRIU and the streamer (0: none) */
+	pid_t criu_pid, helper_pid; /* CRIU and the streamer (0: none) */
 	uint64_t criu_start, helper_start;
 	bool leave_running;
 	int stream;

@@ -25,7 +25,7 @@
 #include "util.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define MAX_ENV 256
+#define MAX_ENV      256
 
 static char logs_dir[4096];
 
@@ -137,7 +137,7 @@ static void *watch_thread(void *p)
 	int code = -1, sig = 0;
 
 	if (pfd >= 0 && !proc_start_time(w->pid, &t) && t == w->start) {
-		struct pollfd pf = { .fd = pfd, .events = POLLIN };
+		struct pollfd pf = {.fd = pfd, .events = POLLIN};
 
 		while (poll(&pf, 1, -1) < 0 && errno == EINTR)
 			;
@@ -227,7 +227,7 @@ void jobs_adopt(void)
 				jobs_watch(v[i].id, v[i].pid, v[i].start);
 			} else {
 				log_info("job %s: pid %d ended while the daemon was away", v[i].id,
-					 v[i].pid);
+				         v[i].pid);
 				db_job_ended(v[i].id, v[i].pid, v[i].start, ST_DONE, -1, 0);
 			}
 		}
@@ -295,7 +295,8 @@ static char **job_env(const struct job *j, json_t *env, const char *path)
 	}
 	asprintf(&e[n++], "PATH=%s", path ? path : DEFAULT_PATH);
 	asprintf(&e[n++], "STASIS_JOB_ID=%s", j->id);
-	json_array_foreach(env, i, v) {
+	json_array_foreach(env, i, v)
+	{
 		const char *kv = json_string_value(v);
 		size_t klen = strcspn(kv, "=");
 
@@ -341,7 +342,7 @@ static int open_log(const struct job *j)
 
 static void gen_id(char *id, size_t len)
 {
-	unsigned char r[4] = { 0 };
+	unsigned char r[4] = {0};
 
 	getrandom(r, sizeof(r), 0);
 	snprintf(id, len, "job-%02x%02x%02x%02x", r[0], r[1], r[2], r[3]);
@@ -349,7 +350,7 @@ static void gen_id(char *id, size_t len)
 
 /* Check the request's fields into J; HTTP 400 with ERR on bad input. */
 static int parse_exec(const struct creds *caller, json_t *req, struct job *j, json_t **env,
-		      const char **path, char *err, size_t errlen)
+                      const char **path, char *err, size_t errlen)
 {
 	const char *id = NULL, *cmd = NULL, *wd = NULL;
 	int gpu = 0;
@@ -359,14 +360,15 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 	*env = NULL;
 	*path = NULL;
 	if (json_unpack(req, "{s?s, s:s, s:s, s?o, s?b, s?s}", "id", &id, "cmd", &cmd, "workdir",
-			&wd, "env", env, "gpu", &gpu, "path", path)) {
+	                &wd, "env", env, "gpu", &gpu, "path", path)) {
 		snprintf(err, errlen, "exec needs \"cmd\" and \"workdir\" strings");
 		return 400;
 	}
 	if (id && !job_id_valid(id)) {
 		snprintf(err, errlen,
-			 "invalid job ID '%s': use 1-64 letters, digits, '.', '_', '-', not "
-			 "starting with '.' or '-'", id);
+		         "invalid job ID '%s': use 1-64 letters, digits, '.', '_', '-', not "
+		         "starting with '.' or '-'",
+		         id);
 		return 400;
 	}
 	if (!*cmd) {
@@ -381,12 +383,13 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 		snprintf(err, errlen, "\"env\" must be an array of \"KEY=VALUE\" strings");
 		return 400;
 	}
-	json_array_foreach(*env, i, v) {
+	json_array_foreach(*env, i, v)
+	{
 		const char *kv = json_string_value(v);
 
 		if (!kv || !strchr(kv, '=') || kv[0] == '=') {
 			snprintf(err, errlen, "bad environment entry (want KEY=VALUE): %s",
-				 kv ? kv : "(not a string)");
+			         kv ? kv : "(not a string)");
 			return 400;
 		}
 	}
@@ -394,10 +397,11 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 		char why[512];
 
 		if (gpu_probe(NULL, why, sizeof(why))) {
-			snprintf(err, errlen,
-				 "--gpu-enabled refused: GPU checkpointing is not available on this "
-				 "host: %s",
-				 why);
+			snprintf(
+			        err, errlen,
+			        "--gpu-enabled refused: GPU checkpointing is not available on this "
+			        "host: %s",
+			        why);
 			return 400;
 		}
 	}
@@ -427,12 +431,17 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 }
 
 static int start_job(const struct creds *caller, struct job *j, json_t *env, const char *path,
-		     char *err, size_t errlen)
+                     char *err, size_t errlen)
 {
-	char *argv[] = { "/bin/sh", "-c", j->cmd, NULL };
+	char *argv[] = {"/bin/sh", "-c", j->cmd, NULL};
 	struct spawn_opts o = {
-		.argv = argv, .cr = caller, .stdin_fd = -1, .keep_fd = -1,
-		.cwd = j->workdir, .new_session = true, .umask = 022,
+	        .argv = argv,
+	        .cr = caller,
+	        .stdin_fd = -1,
+	        .keep_fd = -1,
+	        .cwd = j->workdir,
+	        .new_session = true,
+	        .umask = 022,
 	};
 	const char *phase;
 	char **envp;
@@ -456,7 +465,7 @@ static int start_job(const struct creds *caller, struct job *j, json_t *env, con
 		unlink(j->log);
 		if (!strcmp(phase, "chdir"))
 			snprintf(err, errlen, "cannot enter working directory %s as uid %u: %s",
-				 j->workdir, caller->uid, strerror(-ret));
+			         j->workdir, caller->uid, strerror(-ret));
 		else
 			snprintf(err, errlen, "cannot start job (%s): %s", phase, strerror(-ret));
 		return ret == -ENOENT || ret == -EACCES || ret == -ENOTDIR ? 400 : 500;
@@ -508,7 +517,7 @@ int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, 
 	jobs_watch(j.id, j.pid, j.start);
 	pthread_mutex_unlock(&exec_lock);
 	log_info("job %s: started pid %d as uid %u in %s: %s", j.id, j.pid, j.uid, j.workdir,
-		 j.cmd);
+	         j.cmd);
 	*out = job_json(&j);
 	job_free(&j);
 	return 201;

@@ -34,18 +34,38 @@
 
 /* What CRIU needs to dump a process of its own uid in --unprivileged mode. */
 static const int criu_caps[] = {
-	CAP_CHECKPOINT_RESTORE, CAP_SYS_PTRACE, CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID,
-	CAP_CHOWN,		CAP_FOWNER,	CAP_KILL,      CAP_NET_ADMIN, CAP_SYS_CHROOT,
-	/* The checkpoint dir is root's while CRIU writes it (see ckdir_lock). */
-	CAP_DAC_OVERRIDE,	CAP_DAC_READ_SEARCH,
+        CAP_CHECKPOINT_RESTORE,
+        CAP_SYS_PTRACE,
+        CAP_SYS_ADMIN,
+        CAP_SETUID,
+        CAP_SETGID,
+        CAP_CHOWN,
+        CAP_FOWNER,
+        CAP_KILL,
+        CAP_NET_ADMIN,
+        CAP_SYS_CHROOT,
+        /* The checkpoint dir is root's while CRIU writes it (see ckdir_lock). */
+        CAP_DAC_OVERRIDE,
+        CAP_DAC_READ_SEARCH,
 };
 
 static const char *const phases[] = {
-	"setup", "open /dev/null", "dup", "setgroups", "setgid", "keepcaps", "setuid",
-	"capset", "ambient caps", "chdir", "exec",
+        "setup",  "open /dev/null", "dup",          "setgroups", "setgid", "keepcaps",
+        "setuid", "capset",         "ambient caps", "chdir",     "exec",
 };
-enum { PH_SETUP, PH_NULL, PH_DUP, PH_GROUPS, PH_GID, PH_KEEP, PH_UID, PH_CAPSET, PH_AMBIENT,
-       PH_CHDIR, PH_EXEC };
+enum {
+	PH_SETUP,
+	PH_NULL,
+	PH_DUP,
+	PH_GROUPS,
+	PH_GID,
+	PH_KEEP,
+	PH_UID,
+	PH_CAPSET,
+	PH_AMBIENT,
+	PH_CHDIR,
+	PH_EXEC
+};
 
 struct child_err {
 	int err;
@@ -82,7 +102,7 @@ static int set_ids(const struct creds *cr, bool keepcaps, int *phase)
 
 static int raise_criu_caps(int *phase)
 {
-	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2];
 
 	memset(data, 0, sizeof(data));
@@ -164,7 +184,7 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 
 int spawn(const struct spawn_opts *o, pid_t *pid, const char **phase)
 {
-	struct child_err ce = { 0, 0 };
+	struct child_err ce = {0, 0};
 	int p[2], ret;
 	ssize_t n;
 	pid_t child;
@@ -214,7 +234,7 @@ int wait_child(pid_t pid, int *status, int timeout_ms)
 		}
 		if (r == 0) {
 			uint64_t now = now_ms();
-			struct pollfd pf = { .fd = pfd, .events = POLLIN };
+			struct pollfd pf = {.fd = pfd, .events = POLLIN};
 
 			if (now >= deadline) {
 				kill(pid, SIGKILL);
@@ -236,13 +256,13 @@ void status_str(int status, char *buf, size_t len)
 		snprintf(buf, len, "exit status %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
 		snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(status),
-			 strsignal(WTERMSIG(status)));
+		         strsignal(WTERMSIG(status)));
 	else
 		snprintf(buf, len, "status 0x%x", status);
 }
 
 int as_user(const struct creds *cr, int (*fn)(void *arg, char *out, size_t outlen), void *arg,
-	    char *out, size_t outlen)
+            char *out, size_t outlen)
 {
 	int p[2], ret, status, phase;
 	pid_t child;
@@ -323,8 +343,8 @@ int creds_from_uid(uid_t uid, struct creds *cr)
 
 int run_capture(char *const argv[], char *out, size_t len, int timeout_ms, int *status)
 {
-	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .stderr_fd = -1, .keep_fd = -1,
-				.umask = 022 };
+	struct spawn_opts o = {
+	        .argv = argv, .stdin_fd = -1, .stderr_fd = -1, .keep_fd = -1, .umask = 022};
 	const char *phase;
 	size_t used = 0;
 	int p[2], ret;
@@ -406,7 +426,7 @@ bool pid_in_use(pid_t pid, char *who, size_t wholen)
 			continue;
 		if (!proc_pgrp_sid(e->d_name, &pg, &sid) && (pg == pid || sid == pid)) {
 			snprintf(who, wholen, "process %s, whose %s is %d", e->d_name,
-				 sid == pid ? "session" : "process group", (int)pid);
+			         sid == pid ? "session" : "process group", (int)pid);
 			used = true;
 		}
 	}

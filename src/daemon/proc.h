@@ -24,17 +24,17 @@ struct creds {
 
 /* How spawn() sets up the child. */
 struct spawn_opts {
-	char *const *argv;       /* argv[0] is a path (no PATH search) */
-	char *const *envp;       /* NULL: inherit the daemon's environment */
-	const struct creds *cr;  /* NULL: stay root */
-	bool criu_caps;          /* keep CRIU's capabilities as ambient caps (with cr) */
-	int stdin_fd;            /* -1: /dev/null */
-	int stdout_fd;           /* -1: /dev/null */
-	int stderr_fd;           /* -1: same as stdout */
-	int keep_fd;             /* one extra fd kept open under its own number, or -1 */
-	int keep_fd2;            /* another one (only if > 2) */
-	const char *cwd;         /* chdir as the user; NULL: "/" */
-	bool new_session;        /* setsid() */
+	char *const *argv;      /* argv[0] is a path (no PATH search) */
+	char *const *envp;      /* NULL: inherit the daemon's environment */
+	const struct creds *cr; /* NULL: stay root */
+	bool criu_caps;         /* keep CRIU's capabilities as ambient caps (with cr) */
+	int stdin_fd;           /* -1: /dev/null */
+	int stdout_fd;          /* -1: /dev/null */
+	int stderr_fd;          /* -1: same as stdout */
+	int keep_fd;            /* one extra fd kept open under its own number, or -1 */
+	int keep_fd2;           /* another one (only if > 2) */
+	const char *cwd;        /* chdir as the user; NULL: "/" */
+	bool new_session;       /* setsid() */
 	mode_t umask;
 };
 
@@ -59,7 +59,7 @@ void status_str(int status, char *buf, size_t len);
  * FN returns 0 or -errno and may write a NUL-terminated answer into OUT.
  */
 int as_user(const struct creds *cr, int (*fn)(void *arg, char *out, size_t outlen), void *arg,
-	    char *out, size_t outlen);
+            char *out, size_t outlen);
 
 /*
  * Run ARGV as root with stdout+stderr captured into OUT (NUL-terminated,

@@ -58,7 +58,7 @@ void progress_begin(const char *id, const char *op, uid_t owner)
 }
 
 void progress_set(const char *id, const char *phase, enum progress_source src, const char *dir,
-		  pid_t pid, uint64_t expected)
+                  pid_t pid, uint64_t expected)
 {
 	struct prog **p;
 
@@ -179,12 +179,20 @@ json_t *progress_get(const char *id, uid_t caller)
 	if (!p || (caller != 0 && caller != snap.owner))
 		return NULL;
 	switch (snap.src) {
-	case PROG_DIR_BYTES: done = dir_bytes(snap.dir); break;
-	case PROG_READ_BYTES: done = snap.pid > 0 ? read_bytes(snap.pid) : 0; break;
-	case PROG_RSS: done = snap.pid > 0 ? tree_rss(snap.pid) : 0; break;
-	case PROG_NONE: done = snap.expected; break; /* the last phase: all data is in */
+	case PROG_DIR_BYTES:
+		done = dir_bytes(snap.dir);
+		break;
+	case PROG_READ_BYTES:
+		done = snap.pid > 0 ? read_bytes(snap.pid) : 0;
+		break;
+	case PROG_RSS:
+		done = snap.pid > 0 ? tree_rss(snap.pid) : 0;
+		break;
+	case PROG_NONE:
+		done = snap.expected;
+		break; /* the last phase: all data is in */
 	}
 	return json_pack("{s:s, s:s, s:I, s:I, s:I}", "op", snap.op, "phase", snap.phase, "done",
-			 (json_int_t)done, "expected", (json_int_t)snap.expected, "elapsed_ms",
-			 (json_int_t)(now_ms() - snap.started));
+	                 (json_int_t)done, "expected", (json_int_t)snap.expected, "elapsed_ms",
+	                 (json_int_t)(now_ms() - snap.started));
 }

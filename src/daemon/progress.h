@@ -21,7 +21,7 @@ void progress_begin(const char *id, const char *op, uid_t owner);
 /* Phase name and how "done" is measured: files in DIR, rchar of PID, RSS of PID's tree,
  * or (PROG_NONE) all of it. */
 void progress_set(const char *id, const char *phase, enum progress_source src, const char *dir,
-		  pid_t pid, uint64_t expected);
+                  pid_t pid, uint64_t expected);
 void progress_end(const char *id);
 /* {"op", "phase", "done", "expected", "elapsed_ms"} or NULL (none, or not the caller's). */
 json_t *progress_get(const char *id, uid_t caller);

@@ -29,8 +29,7 @@ static void wait_gone(pid_t pid, uint64_t start, const char *what, const char *j
 
 	if (pid <= 0 || !proc_is(pid, start))
 		return;
-	log_info("job %s: waiting for the %s (pid %d) left by the previous daemon", job, what,
-		 pid);
+	log_info("job %s: waiting for the %s (pid %d) left by the previous daemon", job, what, pid);
 	while (proc_is(pid, start) && now_ms() < deadline)
 		usleep(100000);
 }
@@ -46,7 +45,8 @@ static bool dump_succeeded(int dfd)
 	if (fd < 0)
 		return false;
 	if (!fstat(fd, &st)) {
-		off = st.st_size > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1 : 0;
+		off = st.st_size > (off_t)sizeof(tail) - 1 ? st.st_size - (off_t)sizeof(tail) + 1
+		                                           : 0;
 		if (pread_full(fd, tail, sizeof(tail) - 1, off) < 0)
 			tail[0] = '\0';
 	}
@@ -56,7 +56,7 @@ static bool dump_succeeded(int dfd)
 
 static void record(const struct op_rec *o, const struct job *j, int dfd)
 {
-	struct ckpt c = { 0 };
+	struct ckpt c = {0};
 	char *digest = NULL, *marker = NULL;
 	struct stat st;
 
@@ -78,9 +78,10 @@ static void record(const struct op_rec *o, const struct job *j, int dfd)
 	c.created = (int64_t)wall_ms();
 	c.size = ckdir_seal(dfd, j->uid, j->gid);
 	c.stats = "{\"Recovered\":true}";
-	if (asprintf(&marker, "{\n  \"job\": \"%s\",\n  \"pid\": %d,\n  \"uid\": %u,\n  "
-			      "\"streamed\": %s,\n  \"shards\": %d,\n  \"recovered\": true\n}\n",
-		     j->id, j->pid, j->uid, c.streamed ? "true" : "false", c.shards) < 0)
+	if (asprintf(&marker,
+	             "{\n  \"job\": \"%s\",\n  \"pid\": %d,\n  \"uid\": %u,\n  "
+	             "\"streamed\": %s,\n  \"shards\": %d,\n  \"recovered\": true\n}\n",
+	             j->id, j->pid, j->uid, c.streamed ? "true" : "false", c.shards) < 0)
 		marker = NULL;
 	if (!marker || ckdir_write(dfd, CK_MARKER, marker, strlen(marker), j->uid, j->gid) ||
 	    db_ckpt_insert(&c) ||
@@ -88,7 +89,7 @@ static void record(const struct op_rec *o, const struct job *j, int dfd)
 		log_err("job %s: cannot record the recovered checkpoint %s", j->id, o->dir);
 	else
 		log_info("job %s: recorded checkpoint %s, completed while the daemon was away",
-			 j->id, o->dir);
+		         j->id, o->dir);
 	free(marker);
 	free(digest);
 }
@@ -164,7 +165,7 @@ void recover_ops(void)
 		struct op_rec *o = malloc(sizeof(*o));
 
 		log_info("job %s: finishing a %s interrupted by a daemon restart", v[i].job,
-			 v[i].op);
+		         v[i].op);
 		/* The job stays busy (no dump or restore) until this is settled. */
 		jobs_busy_begin(v[i].job, "recovery", NULL);
 		if (o) {

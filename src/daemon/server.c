@@ -20,8 +20,8 @@
 #include "log.h"
 #include "util.h"
 
-#define MAX_BODY (1 << 20)
-#define IDLE_TIMEOUT_S 600
+#define MAX_BODY        (1 << 20)
+#define IDLE_TIMEOUT_S  600
 #define MAX_CONNECTIONS 512 /* one thread each: bound what a local user can make us hold */
 
 static struct MHD_Daemon *mhd;
@@ -37,7 +37,7 @@ struct req_ctx {
 static int peer_creds(struct MHD_Connection *c, struct creds *cr, pid_t *pid)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
 	struct ucred uc;
 	socklen_t len = sizeof(uc);
 	gid_t groups[CREDS_MAX_GROUPS];
@@ -79,8 +79,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *rs)
 		len = rs->raw_len;
 		type = "text/plain; charset=utf-8";
 	}
-	r = MHD_create_response_from_buffer(len, body ? body : "", body ? MHD_RESPMEM_MUST_FREE
-									: MHD_RESPMEM_PERSISTENT);
+	r = MHD_create_response_from_buffer(len, body ? body : "",
+	                                    body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(r, "Content-Type", type);
 	for (int i = 0; i < 3; i++)
 		if (rs->hdr[i][0][0])
@@ -92,17 +92,17 @@ static enum MHD_Result send_resp(struct MHD_Connection *c, struct api_resp *rs)
 
 static enum MHD_Result error_resp(struct MHD_Connection *c, int status, const char *msg)
 {
-	struct api_resp rs = { .status = status, .json = json_pack("{s:s}", "error", msg) };
+	struct api_resp rs = {.status = status, .json = json_pack("{s:s}", "error", msg)};
 
 	return send_resp(c, &rs);
 }
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
-			       const char *method, const char *version, const char *upload,
-			       size_t *upload_size, void **con_cls)
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls)
 {
 	struct req_ctx *ctx = *con_cls;
-	struct api_req rq = { .method = method, .path = url, .query = query, .qctx = c };
+	struct api_req rq = {.method = method, .path = url, .query = query, .qctx = c};
 	struct api_resp rs;
 	struct creds cr;
 	json_error_t jerr;
@@ -144,7 +144,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 
 			json_decref(rq.body);
 			snprintf(msg, sizeof(msg), "request body is not a JSON object: %s",
-				 jerr.text);
+			         jerr.text);
 			return error_resp(c, 400, msg);
 		}
 	}
@@ -155,7 +155,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
-		      enum MHD_RequestTerminationCode toe)
+                      enum MHD_RequestTerminationCode toe)
 {
 	struct req_ctx *ctx = *con_cls;
 
@@ -188,7 +188,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int server_start(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char dir[sizeof(sa.sun_path)];
 	char *slash;
 
@@ -219,13 +219,13 @@ int server_start(const char *path)
 		return ret;
 	}
 	mhd = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-				       MHD_USE_ERROR_LOG,
-			       0, NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
-			       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-			       /* Idle clients only; a handler running a dump is not idle. */
-			       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
-			       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MAX_CONNECTIONS,
-			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+	                               MHD_USE_ERROR_LOG,
+	                       0, NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, listen_fd,
+	                       MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+	                       /* Idle clients only; a handler running a dump is not idle. */
+	                       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+	                       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MAX_CONNECTIONS,
+	                       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
 	if (!mhd) {
 		log_err("cannot start the HTTP server on %s", path);
 		return -EIO;

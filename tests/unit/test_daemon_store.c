@@ -57,10 +57,14 @@ TEST(pid_in_use_sees_process_and_session)
 
 TEST(spawn_reports_phase_and_status)
 {
-	char *bad[] = { "/nonexistent/prog", NULL };
-	char *sh[] = { "/bin/sh", "-c", "exit 3", NULL };
-	struct spawn_opts o = { .argv = bad, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-				.keep_fd = -1, .umask = 022 };
+	char *bad[] = {"/nonexistent/prog", NULL};
+	char *sh[] = {"/bin/sh", "-c", "exit 3", NULL};
+	struct spawn_opts o = {.argv = bad,
+	                       .stdin_fd = -1,
+	                       .stdout_fd = -1,
+	                       .stderr_fd = -1,
+	                       .keep_fd = -1,
+	                       .umask = 022};
 	const char *phase = NULL;
 	int status = 0;
 	pid_t pid;
@@ -79,9 +83,13 @@ TEST(spawn_reports_phase_and_status)
 
 TEST(wait_child_times_out_and_kills)
 {
-	char *argv[] = { "/bin/sleep", "100", NULL };
-	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-				.keep_fd = -1, .umask = 022 };
+	char *argv[] = {"/bin/sleep", "100", NULL};
+	struct spawn_opts o = {.argv = argv,
+	                       .stdin_fd = -1,
+	                       .stdout_fd = -1,
+	                       .stderr_fd = -1,
+	                       .keep_fd = -1,
+	                       .umask = 022};
 	const char *phase;
 	int status;
 	pid_t pid;
@@ -93,7 +101,7 @@ TEST(wait_child_times_out_and_kills)
 
 TEST(run_capture_collects_output)
 {
-	char *argv[] = { "/bin/sh", "-c", "echo hello; echo err >&2", NULL };
+	char *argv[] = {"/bin/sh", "-c", "echo hello; echo err >&2", NULL};
 	char out[64];
 	int status;
 
@@ -109,7 +117,7 @@ static int try_mkdir(void *arg, char *out, size_t len)
 
 TEST(as_user_has_the_users_rights_only)
 {
-	struct creds nobody = { .uid = 65534, .gid = 65534 };
+	struct creds nobody = {.uid = 65534, .gid = 65534};
 	char path[128], out[64];
 
 	snprintf(path, sizeof(path), "%s/private", tmp);
@@ -192,7 +200,7 @@ TEST(db_jobs_roundtrip)
 TEST(db_checkpoints_roundtrip)
 {
 	char path[128];
-	struct ckpt c = { 0 }, g;
+	struct ckpt c = {0}, g;
 	struct ckpt *v;
 	int n;
 
