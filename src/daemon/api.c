@@ -25,15 +25,15 @@
 #include "util.h"
 
 #define STASIS_VERSION "0.1.0"
-#define LOG_CHUNK (1 << 20)
+#define LOG_CHUNK      (1 << 20)
 
 volatile int api_shutdown_requested;
 static struct api_config cfg;
 
 void api_init(const struct api_config *c)
 {
-	struct ckpt_config cc = { .criu = c->criu, .streamer = c->streamer,
-				  .state_dir = c->state_dir };
+	struct ckpt_config cc = {
+	        .criu = c->criu, .streamer = c->streamer, .state_dir = c->state_dir};
 
 	cfg = *c;
 	ckpt_init(&cc);
@@ -46,7 +46,7 @@ static void reply(struct api_resp *rs, int status, json_t *j)
 }
 
 static void reply_err(struct api_resp *rs, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static void reply_err(struct api_resp *rs, int status, const char *fmt, ...)
 {
 	char msg[2048];
@@ -69,8 +69,7 @@ static bool may_see(const struct creds *caller, const struct job *j)
 }
 
 /* Load job ID for the caller; answers 404 itself when it is not theirs. */
-static bool load_job(const struct api_req *rq, struct api_resp *rs, const char *id,
-		     struct job *j)
+static bool load_job(const struct api_req *rq, struct api_resp *rs, const char *id, struct job *j)
 {
 	if (!job_id_valid(id) || db_job_get(id, j)) {
 		reply_err(rs, 404, "no such job: %s", id);
@@ -87,10 +86,10 @@ static bool load_job(const struct api_req *rq, struct api_resp *rs, const char *
 
 static void h_version(const struct api_req *rq, struct api_resp *rs)
 {
-	reply(rs, 200, json_pack("{s:s, s:i, s:i, s:I, s:s, s:s}", "version", STASIS_VERSION,
-				 "api", 1, "pid", (int)getpid(), "caller_uid",
-				 (json_int_t)rq->caller->uid, "socket", cfg.socket_path,
-				 "state_dir", cfg.state_dir));
+	reply(rs, 200,
+	      json_pack("{s:s, s:i, s:i, s:I, s:s, s:s}", "version", STASIS_VERSION, "api", 1,
+	                "pid", (int)getpid(), "caller_uid", (json_int_t)rq->caller->uid, "socket",
+	                cfg.socket_path, "state_dir", cfg.state_dir));
 }
 
 static void h_list(const struct api_req *rq, struct api_resp *rs)
@@ -144,10 +143,13 @@ static void h_get(const struct api_req *rq, struct api_resp *rs, const char *id)
 
 static int parse_signal(json_t *v)
 {
-	static const struct { const char *name; int sig; } names[] = {
-		{ "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "KILL", SIGKILL },
-		{ "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "TERM", SIGTERM },
-		{ "CONT", SIGCONT }, { "STOP", SIGSTOP }, { "ALRM", SIGALRM },
+	static const struct {
+		const char *name;
+		int sig;
+	} names[] = {
+	        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+	        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"CONT", SIGCONT},
+	        {"STOP", SIGSTOP}, {"ALRM", SIGALRM},
 	};
 	const char *s;
 
@@ -231,8 +233,9 @@ static void h_rm(const struct api_req *rq, struct api_resp *rs, const char *id)
 	}
 	if (job_alive(&j)) {
 		if (!forced) {
-			reply_err(rs, 409, "job %s is running (pid %d): kill it first or use --force",
-				  id, j.pid);
+			reply_err(rs, 409,
+			          "job %s is running (pid %d): kill it first or use --force", id,
+			          j.pid);
 			goto busy;
 		}
 		kill(-j.pid, SIGKILL);
@@ -328,7 +331,7 @@ static void h_ckpt_op(const struct api_req *rq, struct api_resp *rs, const char 
 		return;
 	}
 	code = dump ? ckpt_dump(rq->caller, id, rq->body, &out, err, sizeof(err))
-		    : ckpt_restore(rq->caller, id, rq->body, &out, err, sizeof(err));
+	            : ckpt_restore(rq->caller, id, rq->body, &out, err, sizeof(err));
 	if (code >= 300)
 		reply_err(rs, code, "%s", err);
 	else
@@ -368,15 +371,15 @@ static void h_checkpoints(const struct api_req *rq, struct api_resp *rs)
 /* One line of `stasis check`: NAME, ok?, what was found or what is missing. */
 static void check_item(json_t *arr, const char *name, bool ok, const char *detail)
 {
-	json_array_append_new(arr, json_pack("{s:s, s:b, s:s}", "name", name, "ok", ok,
-					     "detail", detail));
+	json_array_append_new(
+	        arr, json_pack("{s:s, s:b, s:s}", "name", name, "ok", ok, "detail", detail));
 }
 
 static void h_check(const struct api_req *rq, struct api_resp *rs)
 {
 	char out[4096], detail[4200], *nl;
-	char *ver_argv[] = { (char *)cfg.criu, "--version", NULL };
-	char *chk_argv[] = { (char *)cfg.criu, "check", NULL };
+	char *ver_argv[] = {(char *)cfg.criu, "--version", NULL};
+	char *chk_argv[] = {(char *)cfg.criu, "check", NULL};
 	json_t *arr = json_array();
 	int status = 0;
 	bool ok;
@@ -388,7 +391,7 @@ static void h_check(const struct api_req *rq, struct api_resp *rs)
 	if (nl)
 		*nl = '\0';
 	snprintf(detail, sizeof(detail), "%s: %s", cfg.criu,
-		 ok ? out : "missing or not runnable (run scripts/setup.sh or set STASIS_CRIU)");
+	         ok ? out : "missing or not runnable (run scripts/setup.sh or set STASIS_CRIU)");
 	check_item(arr, "criu", ok, detail);
 	if (ok) {
 		ok = !run_capture(chk_argv, out, sizeof(out), 60000, &status) &&
@@ -397,11 +400,11 @@ static void h_check(const struct api_req *rq, struct api_resp *rs)
 		check_item(arr, "criu check", ok, detail);
 	}
 	{
-		char *h_argv[] = { (char *)ckpt_streamer_path(), "--help", NULL };
+		char *h_argv[] = {(char *)ckpt_streamer_path(), "--help", NULL};
 
 		ok = !access(h_argv[0], X_OK);
 		snprintf(detail, sizeof(detail), "%s%s", h_argv[0],
-			 ok ? "" : ": not found (streamed dumps, --stream N, are unavailable)");
+		         ok ? "" : ": not found (streamed dumps, --stream N, are unavailable)");
 		check_item(arr, "streamer", ok, detail);
 	}
 	{
@@ -411,10 +414,10 @@ static void h_check(const struct api_req *rq, struct api_resp *rs)
 		ok = !gpu_probe(&h, why, sizeof(why));
 		if (ok)
 			snprintf(detail, sizeof(detail),
-				 "NVIDIA driver with CUDA %d.%d, %d GPU(s), first %s: GPU "
-				 "checkpointing available (--gpu-enabled)",
-				 h.cuda_version / 1000, h.cuda_version % 1000 / 10, h.ndev,
-				 h.dev[0].name);
+			         "NVIDIA driver with CUDA %d.%d, %d GPU(s), first %s: GPU "
+			         "checkpointing available (--gpu-enabled)",
+			         h.cuda_version / 1000, h.cuda_version % 1000 / 10, h.ndev,
+			         h.dev[0].name);
 		else
 			snprintf(detail, sizeof(detail), "GPU checkpointing unavailable: %s", why);
 		check_item(arr, "gpu", ok, detail);

@@ -14,10 +14,10 @@
 
 struct api_req {
 	const char *method;
-	const char *path;               /* URL path, without the query */
-	const struct creds *caller;     /* from SO_PEERCRED / SO_PEERGROUPS */
+	const char *path;           /* URL path, without the query */
+	const struct creds *caller; /* from SO_PEERCRED / SO_PEERGROUPS */
 	pid_t caller_pid;
-	json_t *body;                   /* parsed JSON body, or NULL */
+	json_t *body; /* parsed JSON body, or NULL */
 	/* Value of query argument KEY, or NULL. */
 	const char *(*query)(void *qctx, const char *key);
 	void *qctx;
@@ -25,8 +25,8 @@ struct api_req {
 
 struct api_resp {
 	int status;
-	json_t *json;      /* JSON body (owned), or NULL when raw is used */
-	char *raw;         /* text body (malloc'ed), for logs */
+	json_t *json; /* JSON body (owned), or NULL when raw is used */
+	char *raw;    /* text body (malloc'ed), for logs */
 	size_t raw_len;
 	char hdr[3][2][64]; /* extra headers: name, value */
 };

@@ -33,11 +33,11 @@
 #include "progress.h"
 #include "util.h"
 
-#define READY_TIMEOUT_MS 15000
+#define READY_TIMEOUT_MS         15000
 #define STREAMER_EXIT_TIMEOUT_MS 300000
-#define MAX_SHARDS 64
-#define MAX_ARGS 64
-#define PID_FREE_TIMEOUT_MS 5000
+#define MAX_SHARDS               64
+#define MAX_ARGS                 64
+#define PID_FREE_TIMEOUT_MS      5000
 
 static struct ckpt_config cfg;
 static char streamer_path[PATH_MAX];
@@ -75,24 +75,24 @@ const char *ckpt_streamer_path(void)
 /* Everything one dump or restore needs to know and clean up. */
 struct op {
 	struct job job;
-	struct creds owner;     /* the job's user */
-	bool as_owner;          /* run CRIU/streamer as the owner (non-root job) */
-	char dir[PATH_MAX];     /* resolved checkpoint dir */
+	struct creds owner; /* the job's user */
+	bool as_owner;      /* run CRIU/streamer as the owner (non-root job) */
+	char dir[PATH_MAX]; /* resolved checkpoint dir */
 	int dfd;
-	char fdpath[64];        /* /proc/self/fd/<dfd>: DIR for CRIU and the streamer, which
-				 * inherit dfd: immune to renames of DIR's ancestors by its
-				 * owner, and valid even if the daemon dies meanwhile */
-	bool locked;            /* DIR is root's while we work (ckdir_lock) */
-	struct op_rec rec;      /* what a daemon after a crash must finish (recover.c) */
+	char fdpath[64];   /* /proc/self/fd/<dfd>: DIR for CRIU and the streamer, which
+	                    * inherit dfd: immune to renames of DIR's ancestors by its
+	                    * owner, and valid even if the daemon dies meanwhile */
+	bool locked;       /* DIR is root's while we work (ckdir_lock) */
+	struct op_rec rec; /* what a daemon after a crash must finish (recover.c) */
 	pid_t streamer;
 	uint64_t t0, t_criu, t_end_criu;
-	uint64_t gpu_ms;        /* GPU job: "GPUDuration" (docs/gpu.md) */
+	uint64_t gpu_ms; /* GPU job: "GPUDuration" (docs/gpu.md) */
 	char *err;
 	size_t errlen;
 };
 
 static int fail(struct op *op, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 static int fail(struct op *op, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -114,7 +114,8 @@ static void owner_creds(const struct job *j, struct creds *cr)
 	memset(cr, 0, sizeof(*cr));
 	cr->uid = j->uid;
 	cr->gid = j->gid;
-	json_array_foreach(g, i, v) {
+	json_array_foreach(g, i, v)
+	{
 		if (cr->ngroups < CREDS_MAX_GROUPS)
 			cr->groups[cr->ngroups++] = (gid_t)json_integer_value(v);
 	}
@@ -129,8 +130,7 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 	op->dfd = -1;
 	op->streamer = -1;
 	op->t0 = now_ms();
-	if (db_job_get(id, &op->job) ||
-	    (caller->uid != 0 && caller->uid != op->job.uid))
+	if (db_job_get(id, &op->job) || (caller->uid != 0 && caller->uid != op->job.uid))
 		return fail(op, 404, "no such job: %s", id);
 	if (!jobs_busy_begin(id, what, &cur)) {
 		job_free(&op->job);
@@ -183,10 +183,10 @@ static void op_end(struct op *op)
 
 /* Start `stasis-streamer -D DIR ... MODE` and wait until it listens. */
 static int start_streamer(struct op *op, const char *mode, int shards, const char *codec,
-			  bool force)
+                          bool force)
 {
 	char *argv[MAX_ARGS], nbuf[16], fdbuf[16], logname[64];
-	struct spawn_opts o = { .argv = argv, .stdin_fd = -1, .umask = 077 };
+	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .umask = 077};
 	int rp[2], logfd, n = 0, ret;
 	const char *phase;
 	char buf[16] = "";
@@ -196,7 +196,7 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 	logfd = ckdir_open_log(op->dfd, logname, op->job.uid, op->job.gid);
 	if (logfd < 0)
 		return fail(op, 500, "prepare: cannot create %s/%s: %s", op->dir, logname,
-			    strerror(-logfd));
+		            strerror(-logfd));
 	if (pipe2(rp, O_CLOEXEC)) {
 		close(logfd);
 		return fail(op, 500, "prepare: pipe: %s", strerror(errno));
@@ -233,16 +233,16 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 		close(rp[0]);
 		op->streamer = -1;
 		return fail(op, 500, "prepare: cannot start %s (%s): %s", cfg.streamer, phase,
-			    strerror(-ret));
+		            strerror(-ret));
 	}
-	pf = (struct pollfd){ .fd = rp[0], .events = POLLIN };
+	pf = (struct pollfd){.fd = rp[0], .events = POLLIN};
 	ret = poll(&pf, 1, READY_TIMEOUT_MS);
 	if (ret > 0)
 		read(rp[0], buf, sizeof(buf) - 1);
 	close(rp[0]);
 	if (strncmp(buf, "ready", 5))
 		return fail(op, 500, "prepare: the streamer (%s) did not get ready; see %s/%s",
-			    mode, op->dir, logname);
+		            mode, op->dir, logname);
 	return 0;
 }
 
@@ -264,8 +264,12 @@ static int finish_streamer(struct op *op, char *desc, size_t len)
 static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 {
 	struct spawn_opts o = {
-		.argv = argv, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-		.keep_fd = -1, .umask = 077,
+	        .argv = argv,
+	        .stdin_fd = -1,
+	        .stdout_fd = -1,
+	        .stderr_fd = -1,
+	        .keep_fd = -1,
+	        .umask = 077,
 	};
 	const char *phase;
 	pid_t pid;
@@ -321,10 +325,10 @@ static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
 
 	memset(d, 0, sizeof(*d));
 	if (!req || json_unpack(req, "{s:s, s?i, s?s, s?b, s?b, s?b, s?b, s?b, s?o}", "dir",
-				&d->dir, "stream", &d->stream, "codec", &d->codec,
-				"leave_running", &d->leave_running, "tcp_established",
-				&d->tcp_established, "tcp_close", &d->tcp_close, "file_locks",
-				&d->file_locks, "force", &d->force, "external", &d->external))
+	                        &d->dir, "stream", &d->stream, "codec", &d->codec, "leave_running",
+	                        &d->leave_running, "tcp_established", &d->tcp_established,
+	                        "tcp_close", &d->tcp_close, "file_locks", &d->file_locks, "force",
+	                        &d->force, "external", &d->external))
 		return fail(op, 400, "dump needs \"dir\" (and typed options: see docs/api.md)");
 	if (json_unpack(req, "{s?b}", "leave_stopped", &d->leave_stopped) ||
 	    (d->leave_stopped && d->leave_running))
@@ -337,7 +341,8 @@ static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
 		return fail(op, 400, "--tcp-established and --tcp-close exclude each other");
 	if (d->external && !json_is_array(d->external))
 		return fail(op, 400, "\"external\" must be an array of strings");
-	json_array_foreach(d->external, i, v) {
+	json_array_foreach(d->external, i, v)
+	{
 		if (!json_is_string(v) || !*json_string_value(v))
 			return fail(op, 400, "\"external\" must be an array of strings");
 	}
@@ -353,9 +358,9 @@ static int prepare_dump_dir(struct op *op, const struct creds *caller, struct du
 	ret = ckdir_resolve(caller, d->dir, true, op->dir, op->err, op->errlen);
 	if (ret)
 		return ret == -ENOENT || ret == -EACCES || ret == -ELOOP || ret == -ENOTDIR ||
-				       ret == -EINVAL || ret == -EPERM
-			       ? 400
-			       : 500;
+		                       ret == -EINVAL || ret == -EPERM
+		               ? 400
+		               : 500;
 	if (op_open_dir(op))
 		return 400;
 	if (fstat(op->dfd, &st))
@@ -364,29 +369,29 @@ static int prepare_dump_dir(struct op *op, const struct creds *caller, struct du
 		/* Only root may hand a directory of someone else's to the job's owner. */
 		if (caller->uid != 0)
 			return fail(op, 400,
-				    "%s belongs to uid %u, not to you: use a directory of your own",
-				    op->dir, st.st_uid);
+			            "%s belongs to uid %u, not to you: use a directory of your own",
+			            op->dir, st.st_uid);
 		if (st.st_nlink > 2 || ckdir_kind(op->dfd) != CK_NONE)
 			return fail(op, 400,
-				    "%s belongs to uid %u and is not empty: give a new or empty "
-				    "directory",
-				    op->dir, st.st_uid);
+			            "%s belongs to uid %u and is not empty: give a new or empty "
+			            "directory",
+			            op->dir, st.st_uid);
 	}
 	if ((ckdir_kind(op->dfd) != CK_NONE || ckdir_has(op->dfd, CK_MARKER)) && !d->force)
 		return fail(op, 409, "%s already holds a checkpoint (use --force to replace it)",
-			    op->dir);
+		            op->dir);
 	if (d->force) {
 		ckdir_clear(op->dfd);
 		db_ckpt_delete_dir(op->dir);
 	}
 	if (fchown(op->dfd, op->job.uid, op->job.gid) || fchmod(op->dfd, 0700))
 		return fail(op, 500, "%s: cannot hand it to uid %u: %s", op->dir, op->job.uid,
-			    strerror(errno));
+		            strerror(errno));
 	return 0;
 }
 
 static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char *pidbuf,
-			   json_t *opts)
+                           json_t *opts)
 {
 	int n = 0;
 	size_t i;
@@ -420,7 +425,8 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 		argv[n++] = "--file-locks";
 		json_array_append_new(opts, json_string("--file-locks"));
 	}
-	json_array_foreach(d->external, i, v) {
+	json_array_foreach(d->external, i, v)
+	{
 		if (n >= MAX_ARGS - 4)
 			break;
 		argv[n++] = "--external";
@@ -441,20 +447,20 @@ static void dump_failed(struct op *op, const char *what)
 	bool alive = proc_is(op->job.pid, op->job.start);
 	size_t used = strlen(op->err);
 
-	snprintf(op->err + used, op->errlen - used, "%s%s; CRIU log: %s/dump.log; %s", used ? "; " : "",
-		 what, op->dir,
-		 alive ? "the job is still running, nothing was recorded"
-		       : "the job is NOT running any more (nothing was recorded)");
+	snprintf(op->err + used, op->errlen - used, "%s%s; CRIU log: %s/dump.log; %s",
+	         used ? "; " : "", what, op->dir,
+	         alive ? "the job is still running, nothing was recorded"
+	               : "the job is NOT running any more (nothing was recorded)");
 	log_warn("job %s: dump failed: %s", op->job.id, op->err);
 }
 
 static json_t *dump_stats(struct op *op, uint64_t t_end, uint64_t size)
 {
-	json_t *st = json_pack("{s:I, s:{s:I, s:I}, s:I}", "CRIUDuration",
-			       (json_int_t)(op->t_end_criu - op->t_criu), "CheckpointFileStats",
-			       "Duration", (json_int_t)(t_end - op->t_end_criu), "Size",
-			       (json_int_t)size, "PrepareDuration",
-			       (json_int_t)(op->t_criu - op->t0));
+	json_t *st =
+	        json_pack("{s:I, s:{s:I, s:I}, s:I}", "CRIUDuration",
+	                  (json_int_t)(op->t_end_criu - op->t_criu), "CheckpointFileStats",
+	                  "Duration", (json_int_t)(t_end - op->t_end_criu), "Size",
+	                  (json_int_t)size, "PrepareDuration", (json_int_t)(op->t_criu - op->t0));
 
 	if (op->job.gpu)
 		json_object_set_new(st, "GPUDuration", json_integer((json_int_t)op->gpu_ms));
@@ -464,7 +470,7 @@ static json_t *dump_stats(struct op *op, uint64_t t_end, uint64_t size)
 /* Record a finished dump: marker file, database row, job state. */
 static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t **out)
 {
-	struct ckpt c = { 0 };
+	struct ckpt c = {0};
 	char *digest = NULL;
 	uint64_t size, t_end;
 	json_t *stats, *marker;
@@ -493,9 +499,9 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	c.size = size;
 	c.created = (int64_t)wall_ms();
 	c.digest = digest;
-	marker = json_pack("{s:s, s:i, s:I, s:b, s:i, s:I}", "job", op->job.id, "pid",
-			   op->job.pid, "uid", (json_int_t)op->job.uid, "streamed", c.streamed,
-			   "shards", c.shards, "created_ms", (json_int_t)c.created);
+	marker = json_pack("{s:s, s:i, s:I, s:b, s:i, s:I}", "job", op->job.id, "pid", op->job.pid,
+	                   "uid", (json_int_t)op->job.uid, "streamed", c.streamed, "shards",
+	                   c.shards, "created_ms", (json_int_t)c.created);
 	text = json_dumps(marker, JSON_INDENT(2));
 	json_decref(marker);
 	ret = ckdir_write(op->dfd, CK_MARKER, text, strlen(text), op->job.uid, op->job.gid);
@@ -504,7 +510,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 		free(c.criu_opts);
 		free(digest);
 		return fail(op, 500, "record: cannot write %s/%s: %s", op->dir, CK_MARKER,
-			    strerror(-ret));
+		            strerror(-ret));
 	}
 	t_end = now_ms();
 	stats = dump_stats(op, t_end, size);
@@ -512,7 +518,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	ret = db_ckpt_insert(&c);
 	if (!ret)
 		ret = db_job_checkpointed(op->job.id, op->dir,
-					  !d->leave_running && !d->leave_stopped);
+		                          !d->leave_running && !d->leave_stopped);
 	if (ret) {
 		free(c.criu_opts);
 		free(c.stats);
@@ -521,7 +527,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 		return fail(op, 500, "record: cannot record the checkpoint in the database");
 	}
 	*out = json_pack("{s:s, s:o, s:o}", "checkpoint", op->dir, "stats", stats, "record",
-			 ckpt_to_json(&c));
+	                 ckpt_to_json(&c));
 	free(c.criu_opts);
 	free(c.stats);
 	free(digest);
@@ -530,7 +536,7 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 
 /* GPU job: lock and checkpoint its CUDA processes before CRIU sees them. */
 static int gpu_dump_begin(struct op *op, struct gpu_host *host, struct gpu_stats *st,
-			  bool *suspended)
+                          bool *suspended)
 {
 	uint64_t t0 = now_ms();
 
@@ -541,13 +547,13 @@ static int gpu_dump_begin(struct op *op, struct gpu_host *host, struct gpu_stats
 	*suspended = true;
 	op->gpu_ms = now_ms() - t0;
 	log_info("job %s: GPU state of %d CUDA process(es) checkpointed in %llu ms", op->job.id,
-		 st->nprocs, (unsigned long long)op->gpu_ms);
+	         st->nprocs, (unsigned long long)op->gpu_ms);
 	return 0;
 }
 
 /* After a successful CRIU dump: back on the GPU if left running; the inventory. */
 static int gpu_dump_end(struct op *op, const struct gpu_host *host, const struct gpu_stats *st,
-			bool leave_running, bool *suspended)
+                        bool leave_running, bool *suspended)
 {
 	struct gpu_stats rst;
 	char why[512], *text;
@@ -557,18 +563,19 @@ static int gpu_dump_end(struct op *op, const struct gpu_host *host, const struct
 	if (leave_running) {
 		if (gpu_resume(op->job.pid, NULL, 0, &rst, why, sizeof(why)))
 			log_err("job %s: checkpoint done, but the running job could not go back "
-				"on its GPU: %s", op->job.id, why);
+			        "on its GPU: %s",
+			        op->job.id, why);
 		op->gpu_ms += now_ms() - t0;
 	}
 	*suspended = false;
 	text = gpu_inventory_text(host, st);
 	ret = text ? ckdir_write(op->dfd, GPU_INVENTORY_FILE, text, strlen(text), op->job.uid,
-				 op->job.gid)
-		   : -ENOMEM;
+	                         op->job.gid)
+	           : -ENOMEM;
 	free(text);
 	if (ret)
-		return fail(op, 500, "record: cannot write %s/%s: %s", op->dir,
-			    GPU_INVENTORY_FILE, strerror(-ret));
+		return fail(op, 500, "record: cannot write %s/%s: %s", op->dir, GPU_INVENTORY_FILE,
+		            strerror(-ret));
 	return 0;
 }
 
@@ -583,15 +590,15 @@ static void gpu_dump_undo(struct op *op)
 		return;
 	if (gpu_resume(op->job.pid, NULL, 0, &st, why, sizeof(why)))
 		snprintf(op->err + used, op->errlen - used,
-			 "; and the job could not go back on its GPU: %s", why);
+		         "; and the job could not go back on its GPU: %s", why);
 	else
 		snprintf(op->err + used, op->errlen - used, "; the job is back on its GPU");
 }
 
 int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
-	      size_t errlen)
+              size_t errlen)
 {
-	struct op op = { .err = err, .errlen = errlen };
+	struct op op = {.err = err, .errlen = errlen};
 	struct dump_req d;
 	struct gpu_host gpu_host;
 	struct gpu_stats gpu_st;
@@ -631,7 +638,7 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	else
 		progress_set(id, "criu", PROG_DIR_BYTES, op.dir, 0, tree_rss(op.job.pid));
 	log_info("job %s: dumping pid %d into %s%s", id, op.job.pid, op.dir,
-		 d.stream ? " (streamed)" : "");
+	         d.stream ? " (streamed)" : "");
 	if (run_criu(&op, argv, op.as_owner, &status)) {
 		code = 500;
 		dump_failed(&op, "criu did not run");
@@ -644,19 +651,18 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 			streamer_error(&op, "capture", why, sizeof(why));
 		status_str(status, desc, sizeof(desc));
 		code = fail(&op, 500, "criu dump failed (%s)%s%s", desc,
-			    why[0] ? "; streamer: " : "", why);
+		            why[0] ? "; streamer: " : "", why);
 		dump_failed(&op, "");
 		goto out;
 	}
 	if (d.stream && finish_streamer(&op, desc, sizeof(desc))) {
 		code = fail(&op, 500, "streamer: capture %s; see %s/streamer-capture.log", desc,
-			    op.dir);
+		            op.dir);
 		dump_failed(&op, "");
 		goto out;
 	}
 	progress_set(id, "finish", PROG_NONE, NULL, 0, 0);
-	if (op.job.gpu &&
-	    gpu_dump_end(&op, &gpu_host, &gpu_st, d.leave_running, &gpu_suspended)) {
+	if (op.job.gpu && gpu_dump_end(&op, &gpu_host, &gpu_st, d.leave_running, &gpu_suspended)) {
 		code = 500;
 		goto out;
 	}
@@ -681,7 +687,7 @@ out:
 
 /* The checkpoint to restore: the one at DIR, or the job's latest. */
 static int pick_checkpoint(struct op *op, const struct creds *caller, const char *dir,
-			   struct ckpt *c, bool *recorded)
+                           struct ckpt *c, bool *recorded)
 {
 	struct ckpt *v;
 	int n, ret;
@@ -695,12 +701,12 @@ static int pick_checkpoint(struct op *op, const struct creds *caller, const char
 			*recorded = true;
 			if (strcmp(c->job, op->job.id))
 				return fail(op, 400, "%s is a checkpoint of job %s, not of %s",
-					    op->dir, c->job, op->job.id);
+				            op->dir, c->job, op->job.id);
 		} else if (caller->uid != 0) {
 			return fail(op, 403,
-				    "%s is not a checkpoint that stasisd recorded for job %s: only "
-				    "root may restore other images",
-				    op->dir, op->job.id);
+			            "%s is not a checkpoint that stasisd recorded for job %s: only "
+			            "root may restore other images",
+			            op->dir, op->job.id);
 		}
 		return 0;
 	}
@@ -736,7 +742,7 @@ static int manifest_shards(int dfd)
 }
 
 static int check_checkpoint(struct op *op, const struct ckpt *c, bool recorded, int stream,
-			    bool *streamed)
+                            bool *streamed)
 {
 	enum ck_kind kind;
 	int shards;
@@ -746,20 +752,21 @@ static int check_checkpoint(struct op *op, const struct ckpt *c, bool recorded, 
 	kind = ckdir_kind(op->dfd);
 	if (kind == CK_NONE || (recorded && !ckdir_has(op->dfd, CK_MARKER)))
 		return fail(op, 409,
-			    "%s holds no complete checkpoint (no %s); the job and the files "
-			    "are left as they are",
-			    op->dir, kind == CK_NONE ? "manifest.json or inventory.img" : CK_MARKER);
+		            "%s holds no complete checkpoint (no %s); the job and the files "
+		            "are left as they are",
+		            op->dir,
+		            kind == CK_NONE ? "manifest.json or inventory.img" : CK_MARKER);
 	*streamed = kind == CK_STREAMED;
 	if (recorded && c->streamed != *streamed)
 		return fail(op, 409, "%s changed since it was recorded (%s then, %s now)", op->dir,
-			    c->streamed ? "streamed" : "plain", *streamed ? "streamed" : "plain");
+		            c->streamed ? "streamed" : "plain", *streamed ? "streamed" : "plain");
 	if (stream > 0 && !*streamed)
 		return fail(op, 400, "%s holds a plain checkpoint: restore it without --stream",
-			    op->dir);
+		            op->dir);
 	shards = recorded && c->shards ? c->shards : manifest_shards(op->dfd);
 	if (stream > 0 && shards && shards != stream)
 		return fail(op, 400, "%s was dumped with --stream %d, not %d", op->dir, shards,
-			    stream);
+		            stream);
 	return 0;
 }
 
@@ -778,9 +785,9 @@ static int check_pid(struct op *op, pid_t pid)
 	while (pid_in_use(pid, who, sizeof(who))) {
 		if (now_ms() >= deadline)
 			return fail(op, 409,
-				    "PID %d is taken (%s): the checkpoint needs it back; it is "
-				    "kept and can be restored once that PID is free",
-				    pid, who);
+			            "PID %d is taken (%s): the checkpoint needs it back; it is "
+			            "kept and can be restored once that PID is free",
+			            pid, who);
 		usleep(50000);
 	}
 	return 0;
@@ -825,7 +832,7 @@ static int restored(struct op *op, const char *work, json_t **out)
 	free(text);
 	if (pid <= 0 || proc_start_time(pid, &start))
 		return fail(op, 500, "restore: restored pid %d is not running; see %s/restore.log",
-			    pid, op->dir);
+		            pid, op->dir);
 	op->job.pid = pid;
 	op->job.start = start;
 	snprintf(op->job.state, sizeof(op->job.state), "%s", ST_RUNNING);
@@ -838,9 +845,9 @@ static int restored(struct op *op, const char *work, json_t **out)
 		log_err("job %s: cannot record the restore", op->job.id);
 	jobs_watch(op->job.id, pid, start);
 	*out = json_pack("{s:i, s:s, s:{s:I, s:I}, s:o}", "pid", pid, "checkpoint", op->dir,
-			 "stats", "CRIUDuration", (json_int_t)(op->t_end_criu - op->t_criu),
-			 "PrepareDuration", (json_int_t)(op->t_criu - op->t0), "job",
-			 job_json(&op->job));
+	                 "stats", "CRIUDuration", (json_int_t)(op->t_end_criu - op->t_criu),
+	                 "PrepareDuration", (json_int_t)(op->t_criu - op->t0), "job",
+	                 job_json(&op->job));
 	log_info("job %s: restored as pid %d from %s", op->job.id, pid, op->dir);
 	return 0;
 }
@@ -850,7 +857,7 @@ static int restored(struct op *op, const char *work, json_t **out)
  * and root restores them). Unrecorded checkpoints only reach here for root.
  */
 static int check_digest(struct op *op, const struct creds *caller, const struct ckpt *c,
-			bool recorded)
+                        bool recorded)
 {
 	char why[512];
 
@@ -858,14 +865,14 @@ static int check_digest(struct op *op, const struct creds *caller, const struct 
 		return 0;
 	if ((!c->digest || !c->digest[0]) && caller->uid == 0) {
 		log_warn("job %s: %s has no recorded digest; restoring it unchecked for root",
-			 op->job.id, op->dir);
+		         op->job.id, op->dir);
 		return 0;
 	}
 	if (ckdir_verify(op->dfd, c->digest ? c->digest : "", why, sizeof(why)))
 		return fail(op, 409,
-			    "checkpoint %s does not match what was dumped: %s; refusing to restore "
-			    "it",
-			    op->dir, why);
+		            "checkpoint %s does not match what was dumped: %s; refusing to restore "
+		            "it",
+		            op->dir, why);
 	return 0;
 }
 
@@ -937,10 +944,10 @@ static void streamer_error(struct op *op, const char *mode, char *out, size_t le
 }
 
 static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, const char *work,
-			 char *pidfile, char **argv)
+                         char *pidfile, char **argv)
 {
 	json_t *opts = json_loads(c->criu_opts ? c->criu_opts : "[]", 0, NULL);
-	static const char *const known[] = { "--tcp-established", "--tcp-close", "--file-locks" };
+	static const char *const known[] = {"--tcp-established", "--tcp-close", "--file-locks"};
 	int n = 0;
 	size_t i;
 	json_t *v;
@@ -958,7 +965,8 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	argv[n++] = "--restore-detached";
 	argv[n++] = "--pidfile";
 	argv[n++] = pidfile;
-	json_array_foreach(opts, i, v) {
+	json_array_foreach(opts, i, v)
+	{
 		for (size_t k = 0; k < ARRAY_SIZE(known); k++)
 			if (json_is_string(v) && !strcmp(json_string_value(v), known[k]))
 				argv[n++] = (char *)known[k];
@@ -982,12 +990,14 @@ static int gpu_restore_check(struct op *op, struct gpu_remap *remap, int *nprocs
 
 	if (gpu_probe(&host, why, sizeof(why)))
 		return fail(op, 409,
-			    "cannot restore a GPU job here: %s; the job and its checkpoint are "
-			    "unchanged",
-			    why);
+		            "cannot restore a GPU job here: %s; the job and its checkpoint are "
+		            "unchanged",
+		            why);
 	if (gpu_check_inventory(op->dir, &host, remap, nprocs, why, sizeof(why)))
-		return fail(op, 409, "cannot restore %s here: %s; the job and its checkpoint are "
-			    "unchanged", op->dir, why);
+		return fail(op, 409,
+		            "cannot restore %s here: %s; the job and its checkpoint are "
+		            "unchanged",
+		            op->dir, why);
 	op->gpu_ms = now_ms() - t0;
 	return 0;
 }
@@ -996,7 +1006,7 @@ static int gpu_restore_check(struct op *op, struct gpu_remap *remap, int *nprocs
  * failure the restored tree is killed (a process the driver left FAILED can
  * never run on its GPU) and the checkpoint is kept for another try. */
 static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int nprocs,
-			      json_t **out)
+                              json_t **out)
 {
 	struct gpu_stats st;
 	char why[768];
@@ -1009,26 +1019,26 @@ static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int 
 		json_decref(*out);
 		*out = NULL;
 		return fail(op, 500,
-			    "%s; the restored process was killed; the checkpoint %s is kept "
-			    "for another try",
-			    why, op->dir);
+		            "%s; the restored process was killed; the checkpoint %s is kept "
+		            "for another try",
+		            why, op->dir);
 	}
 	op->gpu_ms += now_ms() - t0;
 	stats = json_object_get(*out, "stats");
 	json_object_set_new(stats, "GPUDuration", json_integer((json_int_t)op->gpu_ms));
 	json_object_set_new(stats, "GPURestoreStats",
-			    json_pack("{s:I, s:I}", "copyMemTime", (json_int_t)st.restore_ms,
-				      "replayCallsTime", (json_int_t)st.unlock_ms));
+	                    json_pack("{s:I, s:I}", "copyMemTime", (json_int_t)st.restore_ms,
+	                              "replayCallsTime", (json_int_t)st.unlock_ms));
 	log_info("job %s: GPU state of %d CUDA process(es) restored in %llu ms", op->job.id,
-		 st.nprocs, (unsigned long long)(now_ms() - t0));
+	         st.nprocs, (unsigned long long)(now_ms() - t0));
 	return 0;
 }
 
-int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out,
-		 char *err, size_t errlen)
+int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+                 size_t errlen)
 {
-	struct op op = { .err = err, .errlen = errlen };
-	struct ckpt c = { 0 };
+	struct op op = {.err = err, .errlen = errlen};
+	struct ckpt c = {0};
 	const char *dir = NULL;
 	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128];
 	bool recorded = false, streamed = false;
@@ -1044,7 +1054,7 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		code = fail(&op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
 	else if (job_alive(&op.job))
 		code = fail(&op, 409, "job %s is running (pid %d): kill it or dump it first", id,
-			    op.job.pid);
+		            op.job.pid);
 	if (!code)
 		code = pick_checkpoint(&op, caller, dir, &c, &recorded);
 	if (!code)
@@ -1068,7 +1078,7 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 	snprintf(op.rec.op, sizeof(op.rec.op), "restore");
 	op.rec.stream = streamed;
 	progress_set(id, "criu", PROG_RSS, NULL, recorded ? c.pid : op.job.pid,
-		     restore_expected(&op, &c, streamed));
+	             restore_expected(&op, &c, streamed));
 	log_info("job %s: restoring from %s%s", id, op.dir, streamed ? " (streamed)" : "");
 	if (run_criu(&op, argv, false, &status)) {
 		code = 500;
@@ -1083,9 +1093,9 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 			streamer_error(&op, "serve", why, sizeof(why));
 		status_str(status, desc, sizeof(desc));
 		code = fail(&op, 500,
-			    "criu restore failed (%s)%s%s; CRIU log: %s/restore.log; the job and "
-			    "its checkpoint are unchanged",
-			    desc, why[0] ? "; streamer: " : "", why, op.dir);
+		            "criu restore failed (%s)%s%s; CRIU log: %s/restore.log; the job and "
+		            "its checkpoint are unchanged",
+		            desc, why[0] ? "; streamer: " : "", why, op.dir);
 		goto out;
 	}
 	code = restored(&op, work, out);
@@ -1095,7 +1105,7 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		code = 200;
 	if (streamed && finish_streamer(&op, desc, sizeof(desc)))
 		log_warn("job %s: restored, but the streamer %s (see %s/streamer-serve.log)", id,
-			 desc, op.dir);
+		         desc, op.dir);
 out:
 	if (code != 200)
 		log_warn("job %s: restore failed: %s", id, err);

@@ -28,8 +28,8 @@ const char *ckpt_streamer_path(void);
 
 /* POST /v1/jobs/ID/dump and /restore. Return an HTTP status; *out or ERR. */
 int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
-	      size_t errlen);
-int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out,
-		 char *err, size_t errlen);
+              size_t errlen);
+int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+                 size_t errlen);
 
 #endif

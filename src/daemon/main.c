@@ -27,24 +27,25 @@
 #include "util.h"
 
 #define DEFAULT_SOCKET "/run/stasis/stasisd.sock"
-#define DEFAULT_STATE "/var/lib/stasis"
-#define DEFAULT_CRIU "/usr/local/libexec/stasis/criu"
+#define DEFAULT_STATE  "/var/lib/stasis"
+#define DEFAULT_CRIU   "/usr/local/libexec/stasis/criu"
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasisd [--socket PATH] [--state-dir DIR] [--log-file FILE] [--debug]\n"
-		   "\n"
-		   "  --socket PATH     UNIX socket to serve (default %s, env STASIS_SOCKET)\n"
-		   "  --state-dir DIR   database and job logs (default %s, env "
-		   "STASIS_STATE_DIR)\n"
-		   "  --log-file FILE   also append the daemon's messages to FILE\n"
-		   "  --debug           verbose messages\n"
-		   "  --listen ADDR:PORT  accept migrated jobs from other daemons over TLS\n"
-		   "                    (off by default; needs --token-file)\n"
-		   "  --token-file F    shared migration token (mode 0600; docs/migration.md)\n"
-		   "\n"
-		   "Runs in the foreground; `stasis daemon start` starts it detached.\n",
-		DEFAULT_SOCKET, DEFAULT_STATE);
+	fprintf(f,
+	        "usage: stasisd [--socket PATH] [--state-dir DIR] [--log-file FILE] [--debug]\n"
+	        "\n"
+	        "  --socket PATH     UNIX socket to serve (default %s, env STASIS_SOCKET)\n"
+	        "  --state-dir DIR   database and job logs (default %s, env "
+	        "STASIS_STATE_DIR)\n"
+	        "  --log-file FILE   also append the daemon's messages to FILE\n"
+	        "  --debug           verbose messages\n"
+	        "  --listen ADDR:PORT  accept migrated jobs from other daemons over TLS\n"
+	        "                    (off by default; needs --token-file)\n"
+	        "  --token-file F    shared migration token (mode 0600; docs/migration.md)\n"
+	        "\n"
+	        "Runs in the foreground; `stasis daemon start` starts it detached.\n",
+	        DEFAULT_SOCKET, DEFAULT_STATE);
 }
 
 static const char *env_or(const char *name, const char *def)
@@ -99,14 +100,14 @@ static int lock_state(const char *state_dir)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "state-dir", required_argument, NULL, 'S' },
-		{ "log-file", required_argument, NULL, 'l' },
-		{ "debug", no_argument, NULL, 'd' },
-		{ "listen", required_argument, NULL, 'L' },
-		{ "token-file", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"socket", required_argument, NULL, 's'},
+	        {"state-dir", required_argument, NULL, 'S'},
+	        {"log-file", required_argument, NULL, 'l'},
+	        {"debug", no_argument, NULL, 'd'},
+	        {"listen", required_argument, NULL, 'L'},
+	        {"token-file", required_argument, NULL, 'T'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *sock = env_or("STASIS_SOCKET", DEFAULT_SOCKET);
 	const char *state = env_or("STASIS_STATE_DIR", DEFAULT_STATE);
@@ -125,14 +126,30 @@ int main(int argc, char **argv)
 	log_init("stasisd", LOG_INFO);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': sock = optarg; break;
-		case 'S': state = optarg; break;
-		case 'l': logfile = optarg; break;
-		case 'd': log_set_level(LOG_DEBUG); break;
-		case 'L': listen_addr = optarg; break;
-		case 'T': token_file = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 's':
+			sock = optarg;
+			break;
+		case 'S':
+			state = optarg;
+			break;
+		case 'l':
+			logfile = optarg;
+			break;
+		case 'd':
+			log_set_level(LOG_DEBUG);
+			break;
+		case 'L':
+			listen_addr = optarg;
+			break;
+		case 'T':
+			token_file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind != argc) {
@@ -160,12 +177,15 @@ int main(int argc, char **argv)
 	self[n > 0 ? n : 0] = '\0';
 	find_streamer(self, streamer, sizeof(streamer));
 	cfg = (struct api_config){
-		.state_dir = state_abs, .socket_path = sock,
-		.criu = env_or("STASIS_CRIU", DEFAULT_CRIU), .streamer = streamer, .self_exe = self,
+	        .state_dir = state_abs,
+	        .socket_path = sock,
+	        .criu = env_or("STASIS_CRIU", DEFAULT_CRIU),
+	        .streamer = streamer,
+	        .self_exe = self,
 	};
 	api_init(&cfg);
-	mcfg = (struct migrate_config){ .state_dir = state_abs, .streamer = streamer,
-					.token_file = token_file };
+	mcfg = (struct migrate_config){
+	        .state_dir = state_abs, .streamer = streamer, .token_file = token_file};
 	if (migrate_init(&mcfg, merr, sizeof(merr)) ||
 	    (listen_addr && migrate_listen_start(listen_addr, merr, sizeof(merr)))) {
 		log_err("migration: %s", merr);
@@ -190,7 +210,7 @@ int main(int argc, char **argv)
 	if (server_start(sock))
 		return 1;
 	log_info("ready: socket %s, state %s, criu %s, streamer %s", sock, state_abs, cfg.criu,
-		 streamer);
+	         streamer);
 	while (!sigwait(&set, &sig) && (sig == SIGHUP || sig == SIGCHLD))
 		if (sig == SIGCHLD)
 			jobs_reap_orphans();
