@@ -37,8 +37,8 @@
 /* TLS 1.3 only, PSK with (EC)DHE only: no certificate or plain-PSK suites.
  * AES-GCM first: left to itself GnuTLS may pick ChaCha20, several times
  * slower where the CPU has AES instructions (and it bounds migration speed). */
-#define TP_PRIORITY                                                                       \
-	"SECURE128:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:-CIPHER-ALL:+AES-128-GCM:" \
+#define TP_PRIORITY                                                                                \
+	"SECURE128:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK:-CIPHER-ALL:+AES-128-GCM:"   \
 	"+AES-256-GCM:+CHACHA20-POLY1305"
 #define TP_CONNECT_TIMEOUT_MS 10000
 #define TP_KEY_DOMAIN         "stasis-migration-psk-v1:"
@@ -72,8 +72,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 const char *tp_type_name(enum tp_type type)
 {
-	static const char *const names[] = {"?",   "HELLO",  "JOB",    "FILE", "DATA",
-	                                    "END", "COMMIT", "ANSWER", "ABORT"};
+	static const char *const names[] = {"?",   "HELLO",  "JOB",    "FILE",  "DATA",
+	                                    "END", "COMMIT", "ANSWER", "ABORT", "DONE"};
 
 	return (type >= 1 && type <= TP_TYPE_MAX) ? names[type] : "?";
 }
@@ -360,7 +360,7 @@ static int psk_server_key(gnutls_session_t s, const char *user, gnutls_datum_t *
 	return 0;
 }
 
-static int default_timeout(void)
+int tp_default_timeout(void)
 {
 	const char *env = getenv("STASIS_NET_TIMEOUT_MS");
 	int v = env ? atoi(env) : 0;
@@ -376,7 +376,7 @@ static struct tp_conn *conn_new(int fd, const struct tp_key *key)
 		return NULL;
 	c->fd = fd;
 	c->key = *key;
-	c->timeout_ms = default_timeout();
+	c->timeout_ms = tp_default_timeout();
 	return c;
 }
 
@@ -517,8 +517,14 @@ fail:
 
 void tp_set_timeout(struct tp_conn *c, int timeout_ms)
 {
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+	/* Only how long we wait for the peer to speak or to take data: the
+	 * kernel's bound on a dead link (TCP_USER_TIMEOUT, which also governs
+	 * keepalive failures) stays the connection's, so a long wait for an
+	 * answer still notices a peer that vanished. */
 	c->timeout_ms = timeout_ms;
-	tune_socket(c->fd, timeout_ms);
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	gnutls_record_set_timeout(c->s, timeout_ms > 0 ? (unsigned)timeout_ms : 0);
 }
 
@@ -543,7 +549,7 @@ void tp_close(struct tp_conn *c)
 
 int tp_readable(struct tp_conn *c)
 {
-	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
 
 	if (gnutls_record_check_pending(c->s) > 0)
 		return 1;

@@ -34,6 +34,7 @@
 /* Default time a single send or receive may block before the channel fails;
  * the environment variable STASIS_NET_TIMEOUT_MS overrides it. */
 #define TP_IO_TIMEOUT_MS 20000
+int tp_default_timeout(void);
 
 enum tp_type {
 	TP_HELLO = 1,  /* JSON: {"proto":1,"op":"migrate"|"push","job":ID,...} */
@@ -44,7 +45,8 @@ enum tp_type {
 	TP_COMMIT = 6, /* JSON: everything is sent; verify, store (and restore) */
 	TP_ANSWER = 7, /* JSON: {"ok":true,...} or {"ok":false,"error":"..."} */
 	TP_ABORT = 8,  /* JSON: {"error":"..."}: the sender gives up; discard */
-	TP_TYPE_MAX = 8,
+	TP_DONE = 9,   /* JSON: {}: the sender got a positive ANSWER and acted on it */
+	TP_TYPE_MAX = 9,
 };
 
 /* A token turned into the 32-byte PSK. */
@@ -75,7 +77,9 @@ int tp_connect(const char *hostport, const struct tp_key *key, struct tp_conn **
  * the handshake as the server. PEER names the peer in messages. */
 int tp_accept_fd(int fd, const struct tp_key *key, struct tp_conn **out, char *err, size_t errlen);
 
-/* Bound every later send/receive on C to TIMEOUT_MS (0 = no bound). */
+/* Bound every later send/receive on C to TIMEOUT_MS (0 = no bound). A link
+ * that dies is still noticed within the connection's default bound (TCP user
+ * timeout and keepalives), however long TIMEOUT_MS is. */
 void tp_set_timeout(struct tp_conn *c, int timeout_ms);
 
 /* Does the peer have something for us (a frame may be read without blocking

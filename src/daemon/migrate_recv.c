@@ -576,6 +576,33 @@ out:
 	return ret;
 }
 
+/*
+ * After a positive answer to a migration, the sender kills its copy and
+ * confirms with DONE. Without DONE we cannot know whether it got our answer:
+ * if it did not, it resumed its copy. So stop ours, and keep the checkpoint
+ * and the record (JOB_KILLED): if the job runs nowhere, restore brings it back.
+ */
+static void rx_await_done(struct rx *rx, json_t *res)
+{
+	pid_t pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+	enum tp_type t = 0;
+	size_t len;
+	void *buf;
+
+	tp_set_timeout(rx->c, tp_default_timeout());
+	if (!tp_recv(rx->c, &t, &buf, &len)) {
+		free(buf);
+		if (t == TP_DONE)
+			return;
+	}
+	if (pid > 0)
+		kill(pid, SIGKILL);
+	jobs_wait_reaped(rx->id, 5000);
+	log_warn("job %s: %s never confirmed our answer (%s); its restored copy is stopped "
+	         "here, its checkpoint kept: if the job runs nowhere, `stasis restore job %s`",
+	         rx->id, rx->peer, t ? tp_type_name(t) : tp_error(rx->c), rx->id);
+}
+
 /* The sender never got our success: it resumes its copy, so ours must go. */
 static void rx_unrestore(struct rx *rx, json_t *res)
 {
@@ -663,8 +690,12 @@ static void *rx_thread(void *p)
 			json_object_set(ans, "pid", json_object_get(res, "pid"));
 			json_object_set(ans, "restore", res);
 		}
-		if (answer(rx, ans) && res)
-			rx_unrestore(rx, res);
+		if (answer(rx, ans)) {
+			if (res)
+				rx_unrestore(rx, res);
+		} else if (res) {
+			rx_await_done(rx, res);
+		}
 	}
 	json_decref(commit);
 	json_decref(res);

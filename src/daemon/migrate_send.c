@@ -496,6 +496,16 @@ static int tx_commit(struct tx *t, json_t *record, bool restore, json_t **ans)
 	return tx_answer(t, ans);
 }
 
+/* DONE: the sender acted on the target's positive answer. */
+static int send_done(struct tx *t)
+{
+	json_t *j = json_object();
+	int rc = tp_send_json(t->c, TP_DONE, j);
+
+	json_decref(j);
+	return rc ? tx_fail(t, "%s", tp_error(t->c)) : 0;
+}
+
 /* ---- migrate ---- */
 
 struct dump_thread {
@@ -738,6 +748,22 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	kill_tree(j->pid);
 	jobs_wait_reaped(j->id, 5000);
 	drop_window(t->dir);
+	/*
+	 * Confirm last: a target that hears nothing stops its copy (keeping the
+	 * checkpoint), so an answer lost on the way never leaves the job running
+	 * twice. Ours is gone already, so a failed confirmation loses no state.
+	 */
+	if (send_done(t)) {
+		snprintf(err, errlen,
+		         "job %s was restored on %s and stopped here, but the final confirmation "
+		         "failed (%s): the target stops its copy and keeps the checkpoint; "
+		         "run `stasis restore job %s` there",
+		         j->id, t->to, t->err, j->id);
+		log_warn("job %s: %s", j->id, err);
+		json_decref(ans);
+		json_decref(d.out);
+		return 502;
+	}
 	*out = migrate_result(t, j, &d, ans, t0, t_first, t_sent, now_ms());
 	log_info("job %s: migrated to %s (%" PRIu64 " bytes)", j->id, t->to, t->bytes);
 	json_decref(ans);

@@ -101,6 +101,17 @@ except Exception:
 check garbage_peer_refused wait_for 5 grep -q "refused connection.*10.77.0.1" "$T/hosts/b/daemon.log"
 check garbage_peer_target_serves host_stasis b ps
 
+# ---- an authenticated peer that breaks the protocol: refused, nothing kept
+CASE=bad_frames
+if host_exec a "$HELPERS/mg_peer" "$TARGET" "$T/token" bad-frames evil >"$T/bf.out" 2>&1; then
+	cat "$T/bf.out"
+	ok bad_frames_refused
+	check bad_frames_nothing_on_target wait_for 15 nothing_on_b evil
+else
+	cat "$T/bf.out"
+	fail $CASE
+fi
+
 # ---- the target's restore fails: the PID is taken there
 CASE=restore_fails_on_target
 pid=$(job_pid a small)
@@ -194,6 +205,35 @@ if wait_for 60 mid_transfer; then
 else
 	fail "$CASE: the transfer never started"
 	wait "$mpid"
+fi
+
+# ---- the source never confirms the target's positive answer (as when the
+# answer is lost on the way): the target stops its copy but keeps the job and
+# its checkpoint, so a restore there brings it back
+CASE=no_done
+host_stasis a exec --id nd -w "$T/work" -- "exec $HELPERS/memhog --size 8M" >/dev/null
+wait_for 30 ready nd || die "nd did not start"
+mkdir -p "$T/nd"
+host_stasis a dump job nd -d "$T/nd" --stream 2 >/dev/null || die "dump nd"
+host_stasis a ps --json | $PY -c '
+import json, sys
+print(json.dumps([j for j in json.load(sys.stdin) if j["id"] == "nd"][0]))' >"$T/nd-job.json"
+host_stasis a checkpoints --json nd | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+d = d["checkpoints"] if isinstance(d, dict) else d
+print(json.dumps(d[-1]))' >"$T/nd-ck.json"
+if host_exec a "$HELPERS/mg_peer" "$TARGET" "$T/token" no-done "$T/nd" "$T/nd-job.json" \
+	"$T/nd-ck.json" "$T/hosts/a/lib/logs/nd.log" >"$T/nd.out" 2>&1; then
+	cat "$T/nd.out"
+	killed_on_b() { [ "$(job_status b nd)" = JOB_KILLED ]; }
+	check no_done_target_stops_its_copy wait_for 30 killed_on_b
+	check no_done_target_keeps_checkpoint test -n "$(rx_ls | grep '^nd-')"
+	host_stasis b restore job nd >/dev/null
+	check no_done_restorable_later test "$(job_status b nd)" = JOB_RUNNING
+else
+	cat "$T/nd.out"
+	fail $CASE
 fi
 
 # ---- after all that, both daemons still serve and a migration still works
