@@ -157,7 +157,7 @@ mv "$T/inv.save" "$T/dupck/inventory.img"
 # Someone else holds the PID.
 pid=$(job_pid dup)
 taken=
-for try in 1 2 3 4 5 6 7 8 9 10; do
+for try in $(seq 1 50); do
 	echo $((pid - 1)) >/proc/sys/kernel/ns_last_pid
 	sleep 1000 &
 	if [ $! = "$pid" ]; then taken=$!; break; fi
