@@ -34,6 +34,11 @@ die() { echo "bench: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 gone() { for _ in $(seq 200); do [ -d /proc/$1 ] || return 0; sleep 0.05; done; return 1; }
 report() {
+	for _ in $(seq 600); do
+		m=$(awk '/^SigCgt/ {print $2}' /proc/$1/status 2>/dev/null)
+		[ -n "$m" ] && (( (16#$m >> 9) & 1 )) && break
+		sleep 0.1
+	done
 	rm -f "$W/rep"
 	kill -USR1 "$1"
 	for _ in $(seq 600); do [ -s "$W/rep" ] && break; sleep 0.1; done

@@ -15,8 +15,8 @@ struct codec_ctx {
 	ZSTD_DCtx *zd;
 };
 
-static const char *const names[] = { "none", "lz4", "zstd" };
-static const char *const exts[] = { "raw", "lz4", "zst" };
+static const char *const names[] = {"none", "lz4", "zstd"};
+static const char *const exts[] = {"raw", "lz4", "zst"};
 
 const char *codec_name(enum codec_id id)
 {
@@ -90,7 +90,7 @@ size_t codec_bound(enum codec_id id, size_t len)
 }
 
 ssize_t codec_compress(struct codec_ctx *ctx, const struct codec *c, const void *src, size_t len,
-		       void *dst, size_t cap)
+                       void *dst, size_t cap)
 {
 	size_t n;
 	int r;
@@ -116,7 +116,7 @@ ssize_t codec_compress(struct codec_ctx *ctx, const struct codec *c, const void 
 }
 
 int codec_decompress(struct codec_ctx *ctx, enum codec_id id, const void *src, size_t len,
-		     void *dst, size_t raw_len)
+                     void *dst, size_t raw_len)
 {
 	size_t n;
 	int r;

@@ -38,10 +38,10 @@ size_t codec_bound(enum codec_id id, size_t len);
 /* Compress SRC into DST (capacity CAP >= codec_bound). Returns the stored
  * length, or -errno. CODEC_NONE copies. */
 ssize_t codec_compress(struct codec_ctx *ctx, const struct codec *c, const void *src, size_t len,
-		       void *dst, size_t cap);
+                       void *dst, size_t cap);
 /* Decompress exactly RAW_LEN bytes from SRC (LEN bytes) into DST. Returns 0,
  * or -EBADMSG when the data is corrupt or does not decode to RAW_LEN bytes. */
 int codec_decompress(struct codec_ctx *ctx, enum codec_id id, const void *src, size_t len,
-		     void *dst, size_t raw_len);
+                     void *dst, size_t raw_len);
 
 #endif

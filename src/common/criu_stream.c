@@ -151,8 +151,8 @@ int cs_read_msg(int sock, void *buf, size_t cap, size_t *len)
 int cs_write_msg(int sock, const void *buf, size_t len)
 {
 	uint32_t n = len;
-	struct iovec iov[2] = { { &n, sizeof(n) }, { (void *)buf, len } };
-	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
+	struct iovec iov[2] = {{&n, sizeof(n)}, {(void *)buf, len}};
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
 	size_t left = sizeof(n) + len;
 
 	while (left) {
@@ -164,7 +164,8 @@ int cs_write_msg(int sock, const void *buf, size_t len)
 			return -errno;
 		left -= w;
 		while (w > 0 && mh.msg_iovlen) {
-			size_t take = (size_t)w < mh.msg_iov->iov_len ? (size_t)w : mh.msg_iov->iov_len;
+			size_t take =
+			        (size_t)w < mh.msg_iov->iov_len ? (size_t)w : mh.msg_iov->iov_len;
 
 			mh.msg_iov->iov_base = (char *)mh.msg_iov->iov_base + take;
 			mh.msg_iov->iov_len -= take;
@@ -250,12 +251,12 @@ int cs_recv_reply(int sock, bool *exists)
 int cs_send_fd(int sock, int fd)
 {
 	char byte = 0;
-	struct iovec iov = { &byte, 1 };
+	struct iovec iov = {&byte, 1};
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	struct cmsghdr *c;
 
 	memset(&u, 0, sizeof(u));
@@ -297,12 +298,12 @@ static void close_passed(struct msghdr *mh)
 int cs_recv_fd(int sock, int *fd)
 {
 	char byte;
-	struct iovec iov = { &byte, 1 };
+	struct iovec iov = {&byte, 1};
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} u;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	struct cmsghdr *c;
 	ssize_t n;
 

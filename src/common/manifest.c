@@ -37,7 +37,7 @@ int manifest_name_ok(const char *name)
 static int cmp_file(const void *a, const void *b)
 {
 	return strcmp(((const struct manifest_file *)a)->name,
-		      ((const struct manifest_file *)b)->name);
+	              ((const struct manifest_file *)b)->name);
 }
 
 int manifest_sort(struct manifest *m)
@@ -51,7 +51,7 @@ int manifest_sort(struct manifest *m)
 
 const struct manifest_file *manifest_find(const struct manifest *m, const char *name)
 {
-	struct manifest_file key = { .name = (char *)name };
+	struct manifest_file key = {.name = (char *)name};
 
 	return bsearch(&key, m->files, m->nfiles, sizeof(key), cmp_file);
 }
@@ -117,18 +117,17 @@ char *manifest_dump(struct manifest *m)
 		struct manifest_shard *s = &m->shards[i];
 
 		json_array_append_new(shards, json_pack("{s:s, s:I, s:I, s:I}", "name", s->name,
-							"bytes", (json_int_t)s->bytes, "raw_bytes",
-							(json_int_t)s->raw_bytes, "chunks",
-							(json_int_t)s->chunks));
+		                                        "bytes", (json_int_t)s->bytes, "raw_bytes",
+		                                        (json_int_t)s->raw_bytes, "chunks",
+		                                        (json_int_t)s->chunks));
 	}
 	for (size_t i = 0; i < m->nfiles; i++) {
 		struct manifest_file *f = &m->files[i];
 
-		json_array_append_new(files, json_pack("{s:s, s:I, s:I, s:I, s:s}", "name",
-						       f->name, "id", (json_int_t)f->id, "size",
-						       (json_int_t)f->size, "chunks",
-						       (json_int_t)f->chunks, "xxh3",
-						       hex64(f->xxh3, hex)));
+		json_array_append_new(
+		        files, json_pack("{s:s, s:I, s:I, s:I, s:s}", "name", f->name, "id",
+		                         (json_int_t)f->id, "size", (json_int_t)f->size, "chunks",
+		                         (json_int_t)f->chunks, "xxh3", hex64(f->xxh3, hex)));
 	}
 	json_object_set(root, "shards", shards);
 	json_object_set(root, "files", files);
@@ -150,7 +149,8 @@ static int parse_shards(json_t *arr, struct manifest *m, char *err, size_t len)
 	m->shards = calloc(json_array_size(arr), sizeof(*m->shards));
 	if (!m->shards)
 		return -ENOMEM;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		struct manifest_shard *s = &m->shards[i];
 		const char *name = json_string_value(json_object_get(v, "name"));
 		char want[64];
@@ -177,7 +177,8 @@ static int parse_files(json_t *arr, struct manifest *m, char *err, size_t len)
 	m->files = calloc(json_array_size(arr) + 1, sizeof(*m->files));
 	if (!m->files)
 		return -ENOMEM;
-	json_array_foreach(arr, i, v) {
+	json_array_foreach(arr, i, v)
+	{
 		struct manifest_file *f = &m->files[i];
 		const char *name = json_string_value(json_object_get(v, "name"));
 		uint64_t id;
@@ -208,7 +209,7 @@ int manifest_parse(const char *text, struct manifest *m, char *err, size_t len)
 	memset(m, 0, sizeof(*m));
 	if (!root)
 		return fail(err, len, -EBADMSG, "manifest: invalid JSON at line %d: %s", jerr.line,
-			    jerr.text);
+		            jerr.text);
 	fmt = json_string_value(json_object_get(root, "format"));
 	codec = json_string_value(json_object_get(root, "codec"));
 	if (!fmt || strcmp(fmt, MANIFEST_FORMAT) || get_u64(root, "version", &v)) {
@@ -269,8 +270,7 @@ int manifest_read(const char *dir, struct manifest *m, char *err, size_t len)
 	snprintf(path, sizeof(path), "%s/%s", dir, MANIFEST_NAME);
 	ret = read_file(path, &text, NULL);
 	if (ret == -ENOENT)
-		return fail(err, len, ret, "%s: incomplete checkpoint (no %s)", dir,
-			    MANIFEST_NAME);
+		return fail(err, len, ret, "%s: incomplete checkpoint (no %s)", dir, MANIFEST_NAME);
 	if (ret)
 		return fail(err, len, ret, "%s: %s", path, strerror(-ret));
 	ret = manifest_parse(text, m, err, len);
@@ -290,8 +290,8 @@ int manifest_check_shards(const char *dir, const struct manifest *m, char *err, 
 			return fail(err, len, -EIO, "shard %s: %s", path, strerror(errno));
 		if ((uint64_t)st.st_size != m->shards[i].bytes)
 			return fail(err, len, -EIO,
-				    "shard %s: size %lld, manifest says %" PRIu64 " (truncated?)",
-				    path, (long long)st.st_size, m->shards[i].bytes);
+			            "shard %s: size %lld, manifest says %" PRIu64 " (truncated?)",
+			            path, (long long)st.st_size, m->shards[i].bytes);
 	}
 	return 0;
 }

@@ -14,20 +14,20 @@
 
 #include "codec.h"
 
-#define MANIFEST_NAME	 "manifest.json"
-#define MANIFEST_FORMAT	 "stasis-shards"
+#define MANIFEST_NAME    "manifest.json"
+#define MANIFEST_FORMAT  "stasis-shards"
 #define MANIFEST_VERSION 1
 
 struct manifest_shard {
-	char *name; /* "img-K.ext", relative to the checkpoint directory */
-	uint64_t bytes; /* size of the shard file */
+	char *name;         /* "img-K.ext", relative to the checkpoint directory */
+	uint64_t bytes;     /* size of the shard file */
 	uint64_t raw_bytes; /* image bytes it holds, uncompressed */
 	uint64_t chunks;
 };
 
 struct manifest_file {
-	char *name; /* image file name as CRIU asked for it, e.g. "pages-1.img" */
-	uint32_t id; /* file_id in chunk headers */
+	char *name;    /* image file name as CRIU asked for it, e.g. "pages-1.img" */
+	uint32_t id;   /* file_id in chunk headers */
 	uint64_t size; /* bytes */
 	uint64_t chunks;
 	uint64_t xxh3; /* XXH3-64 of the whole file */
@@ -39,7 +39,7 @@ struct manifest {
 	struct codec codec;
 	uint32_t chunk_size;
 	uint64_t created_ms; /* wall clock, ms since the epoch */
-	uint64_t total_raw; /* sum of file sizes */
+	uint64_t total_raw;  /* sum of file sizes */
 	uint64_t total_size; /* sum of shard file sizes */
 	size_t nshards;
 	struct manifest_shard *shards; /* in shard order: shards[k] is img-k */

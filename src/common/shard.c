@@ -143,11 +143,11 @@ static int push_ref(struct shard_index *idx, size_t *cap, const struct chunk_ref
 }
 
 static int scan_shard(const char *path, uint32_t k, size_t n, uint64_t ckpt_id,
-		      struct shard_index *idx, size_t *cap, char *err, size_t errlen)
+                      struct shard_index *idx, size_t *cap, char *err, size_t errlen)
 {
 	uint8_t buf[CHUNK_HDR_SIZE];
 	struct shard_hdr sh;
-	struct chunk_ref r = { .shard = k };
+	struct chunk_ref r = {.shard = k};
 	struct stat st;
 	uint64_t pos;
 	ssize_t got;
@@ -160,12 +160,13 @@ static int scan_shard(const char *path, uint32_t k, size_t n, uint64_t ckpt_id,
 		goto out;
 	}
 	got = pread_full(fd, buf, SHARD_HDR_SIZE, 0);
-	if (got != SHARD_HDR_SIZE || (ret = shard_hdr_decode(buf, &sh)) ||
-	    sh.index != k || sh.count != n || sh.ckpt_id != ckpt_id) {
+	if (got != SHARD_HDR_SIZE || (ret = shard_hdr_decode(buf, &sh)) || sh.index != k ||
+	    sh.count != n || sh.ckpt_id != ckpt_id) {
 		ret = got < 0 ? (int)got : ret ? ret : -EBADMSG;
 		seterr(err, errlen, "shard %s: bad shard header (%s)", path,
-		       got != SHARD_HDR_SIZE ? "truncated" : ret == -ENOTSUP ? "unknown version" :
-		       "corrupt or from another checkpoint");
+		       got != SHARD_HDR_SIZE ? "truncated"
+		       : ret == -ENOTSUP     ? "unknown version"
+		                             : "corrupt or from another checkpoint");
 		goto out;
 	}
 	for (pos = SHARD_HDR_SIZE; pos < (uint64_t)st.st_size; r.seq++) {
@@ -204,8 +205,8 @@ out:
 	return ret;
 }
 
-int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id,
-		      struct shard_index *idx, char *err, size_t errlen)
+int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id, struct shard_index *idx,
+                      char *err, size_t errlen)
 {
 	size_t cap = 0;
 	int ret = 0;
@@ -238,7 +239,7 @@ void shard_index_free(struct shard_index *idx)
 }
 
 const struct chunk_ref *shard_index_file(const struct shard_index *idx, uint32_t file_id,
-					 size_t *count)
+                                         size_t *count)
 {
 	size_t lo = 0, hi = idx->nchunks, end;
 
@@ -256,8 +257,7 @@ const struct chunk_ref *shard_index_file(const struct shard_index *idx, uint32_t
 	return end > lo ? &idx->chunks[lo] : NULL;
 }
 
-int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *scratch,
-	       void *out)
+int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *scratch, void *out)
 {
 	ssize_t got;
 	int ret;
@@ -271,7 +271,7 @@ int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *s
 		if (got != (ssize_t)c->h.stored_len)
 			return got < 0 ? (int)got : -EIO;
 		ret = codec_decompress(ctx, c->h.codec, scratch, c->h.stored_len, out,
-				       c->h.raw_len);
+		                       c->h.raw_len);
 		if (ret)
 			return ret;
 	}

@@ -19,31 +19,31 @@
 
 #include "codec.h"
 
-#define SHARD_MAGIC	    "STASHRD1" /* 8 bytes, no NUL on disk */
-#define SHARD_VERSION	    1
-#define SHARD_HDR_SIZE	    40
-#define CHUNK_MAGIC	    0x4b4e4843u /* "CHNK" read as little-endian u32 */
-#define CHUNK_HDR_SIZE	    48
-#define CHUNK_MAX_RAW	    (64u << 20) /* readers refuse larger chunks */
+#define SHARD_MAGIC         "STASHRD1" /* 8 bytes, no NUL on disk */
+#define SHARD_VERSION       1
+#define SHARD_HDR_SIZE      40
+#define CHUNK_MAGIC         0x4b4e4843u /* "CHNK" read as little-endian u32 */
+#define CHUNK_HDR_SIZE      48
+#define CHUNK_MAX_RAW       (64u << 20) /* readers refuse larger chunks */
 #define SHARD_DEFAULT_CHUNK (2u << 20)
 
 struct shard_hdr {
 	uint32_t version;
-	uint32_t index; /* this shard's number K (file img-K.ext) */
-	uint32_t count; /* shards in the checkpoint */
-	uint32_t flags; /* 0 */
+	uint32_t index;   /* this shard's number K (file img-K.ext) */
+	uint32_t count;   /* shards in the checkpoint */
+	uint32_t flags;   /* 0 */
 	uint64_t ckpt_id; /* random, same in every shard and the manifest */
 };
 
 struct chunk_hdr {
-	uint8_t codec; /* enum codec_id used for this chunk's data */
-	uint8_t flags; /* 0 */
+	uint8_t codec;    /* enum codec_id used for this chunk's data */
+	uint8_t flags;    /* 0 */
 	uint32_t file_id; /* id of the image file in the manifest */
 	uint32_t raw_len;
 	uint32_t stored_len;
-	uint32_t seq; /* index of this chunk within its shard, from 0 */
+	uint32_t seq;    /* index of this chunk within its shard, from 0 */
 	uint64_t offset; /* position of the raw bytes in the image file */
-	uint64_t xxh3; /* XXH3-64 of the RAW_LEN raw bytes */
+	uint64_t xxh3;   /* XXH3-64 of the RAW_LEN raw bytes */
 };
 
 void shard_hdr_encode(const struct shard_hdr *h, uint8_t out[SHARD_HDR_SIZE]);
@@ -65,7 +65,7 @@ struct chunk_ref {
 struct shard_index {
 	struct chunk_ref *chunks; /* sorted by (file_id, offset) */
 	size_t nchunks;
-	uint64_t *shard_raw; /* raw bytes per shard */
+	uint64_t *shard_raw;    /* raw bytes per shard */
 	uint64_t *shard_stored; /* stored bytes (headers included) per shard */
 	size_t nshards;
 };
@@ -77,19 +77,18 @@ struct shard_index {
  * error returns -errno/-EBADMSG and writes a message naming the shard file and
  * chunk index into ERR.
  */
-int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id,
-		      struct shard_index *idx, char *err, size_t errlen);
+int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id, struct shard_index *idx,
+                      char *err, size_t errlen);
 void shard_index_free(struct shard_index *idx);
 /* First chunk of FILE_ID in IDX and how many follow; NULL if none. */
 const struct chunk_ref *shard_index_file(const struct shard_index *idx, uint32_t file_id,
-					 size_t *count);
+                                         size_t *count);
 
 /*
  * Read, decompress and verify one chunk: FD is its open shard, SCRATCH a
  * buffer of at least h.stored_len bytes, OUT gets h.raw_len bytes. Returns 0,
  * -EIO/-errno on read errors, -EBADMSG on corrupt data or checksum mismatch.
  */
-int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *scratch,
-	       void *out);
+int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *scratch, void *out);
 
 #endif

@@ -55,7 +55,7 @@ struct cfile {
 	uint64_t xxh3;
 	XXH3_state_t *hs;
 	struct chunk *cur; /* chunk being filled */
-	bool grown; /* pipe enlarged */
+	bool grown;        /* pipe enlarged */
 };
 
 struct worker {
@@ -81,7 +81,7 @@ struct capture {
 	unsigned inflight, max_inflight;
 	bool closed;
 	int failed; /* first error (-errno), 0 if none */
-	int evfd; /* wakes the epoll loop when a worker fails */
+	int evfd;   /* wakes the epoll loop when a worker fails */
 	struct worker *workers;
 	/* epoll loop state (main thread only) */
 	int ep, sock;
@@ -175,16 +175,16 @@ static int worker_store(struct worker *w, const struct chunk *ch)
 {
 	const struct opts *o = w->cap->o;
 	struct chunk_hdr h = {
-		.codec = o->codec.id,
-		.file_id = ch->file_id,
-		.raw_len = ch->len,
-		.seq = w->seq,
-		.offset = ch->offset,
-		.xxh3 = XXH3_64bits(ch->buf, ch->len),
+	        .codec = o->codec.id,
+	        .file_id = ch->file_id,
+	        .raw_len = ch->len,
+	        .seq = w->seq,
+	        .offset = ch->offset,
+	        .xxh3 = XXH3_64bits(ch->buf, ch->len),
 	};
 	uint8_t *dst = w->out + w->out_used + CHUNK_HDR_SIZE;
 	ssize_t n = codec_compress(w->ctx, &o->codec, ch->buf, ch->len, dst,
-				   w->out_cap - w->out_used - CHUNK_HDR_SIZE);
+	                           w->out_cap - w->out_used - CHUNK_HDR_SIZE);
 
 	/* Data that does not shrink is stored as is: cheaper to serve. */
 	if (n < 0 || (size_t)n >= ch->len) {
@@ -295,13 +295,13 @@ static int open_shards(struct capture *c)
 
 	for (unsigned k = 0; k < o->shards; k++) {
 		struct worker *w = &c->workers[k];
-		struct shard_hdr sh = { SHARD_VERSION, k, o->shards, 0, c->ckpt_id };
+		struct shard_hdr sh = {SHARD_VERSION, k, o->shards, 0, c->ckpt_id};
 		int ret;
 
 		w->cap = c;
 		w->k = k;
 		snprintf(w->path, sizeof(w->path), "%s/img-%u.%s", o->dir, k,
-			 codec_ext(o->codec.id));
+		         codec_ext(o->codec.id));
 		w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (w->fd < 0) {
 			ret = -errno;
@@ -322,7 +322,7 @@ static int open_shards(struct capture *c)
 
 static int add_file(struct capture *c, const char *name, int fd)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct epoll_event ev = {.events = EPOLLIN};
 	struct cfile *f;
 
 	if (c->nfiles == c->cap_files) {
@@ -379,7 +379,7 @@ static int handle_request(struct capture *c)
 	ret = cs_recv_fd(c->sock, &fd);
 	if (ret) {
 		log_err("receiving the pipe for %s: %s", name,
-			ret == 1 ? "CRIU closed the socket" : strerror(-ret));
+		        ret == 1 ? "CRIU closed the socket" : strerror(-ret));
 		return ret == 1 ? -EPIPE : ret;
 	}
 	ret = add_file(c, name, fd);
@@ -475,9 +475,9 @@ static void report_progress(struct capture *c)
 	char buf[256];
 
 	snprintf(buf, sizeof(buf),
-		 "{\"event\":\"progress\",\"op\":\"capture\",\"files\":%zu,\"bytes_in\":%" PRIu64
-		 "}",
-		 c->nfiles, c->bytes_in);
+	         "{\"event\":\"progress\",\"op\":\"capture\",\"files\":%zu,\"bytes_in\":%" PRIu64
+	         "}",
+	         c->nfiles, c->bytes_in);
 	progress_write(c->o->progress_fd, buf);
 }
 
@@ -502,7 +502,8 @@ static int event_loop(struct capture *c)
 			if (id == 0)
 				ret = handle_request(c);
 			else
-				ret = c->files[id - 2].fd >= 0 ? drain_pipe(c, &c->files[id - 2]) : 0;
+				ret = c->files[id - 2].fd >= 0 ? drain_pipe(c, &c->files[id - 2])
+				                               : 0;
 			if (ret)
 				return ret;
 		}
@@ -581,7 +582,7 @@ static int build_manifest(struct capture *c, struct manifest *m)
 }
 
 static char *stats_json(struct capture *c, uint64_t t_start, uint64_t t_conn, uint64_t t_data,
-			uint64_t t_end, bool final)
+                        uint64_t t_end, bool final)
 {
 	json_t *shards = json_array();
 	uint64_t out = 0;
@@ -591,21 +592,21 @@ static char *stats_json(struct capture *c, uint64_t t_start, uint64_t t_conn, ui
 		struct worker *w = &c->workers[k];
 
 		out += w->bytes_out;
-		json_array_append_new(shards,
-				      json_pack("{s:s, s:I, s:I, s:I, s:I}", "name",
-						strrchr(w->path, '/') + 1, "bytes_in",
-						(json_int_t)w->bytes_in, "bytes_out",
-						(json_int_t)w->bytes_out, "chunks", (json_int_t)w->seq,
-						"busy_ms", (json_int_t)w->busy_ms));
+		json_array_append_new(shards, json_pack("{s:s, s:I, s:I, s:I, s:I}", "name",
+		                                        strrchr(w->path, '/') + 1, "bytes_in",
+		                                        (json_int_t)w->bytes_in, "bytes_out",
+		                                        (json_int_t)w->bytes_out, "chunks",
+		                                        (json_int_t)w->seq, "busy_ms",
+		                                        (json_int_t)w->busy_ms));
 	}
 	json_t *root = json_pack(
-		"{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "event",
-		final ? "done" : "progress", "op", "capture", "codec", codec_name(c->o->codec.id),
-		"level", c->o->codec.level, "files", (json_int_t)c->nfiles, "bytes_in",
-		(json_int_t)c->bytes_in, "bytes_out", (json_int_t)out, "size", (json_int_t)out,
-		"wait_ms", (json_int_t)(t_conn - t_start), "transfer_ms",
-		(json_int_t)(t_data - t_conn), "sync_ms", (json_int_t)(t_end - t_data),
-		"duration_ms", (json_int_t)(t_end - t_conn), "shards", shards);
+	        "{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "event",
+	        final ? "done" : "progress", "op", "capture", "codec", codec_name(c->o->codec.id),
+	        "level", c->o->codec.level, "files", (json_int_t)c->nfiles, "bytes_in",
+	        (json_int_t)c->bytes_in, "bytes_out", (json_int_t)out, "size", (json_int_t)out,
+	        "wait_ms", (json_int_t)(t_conn - t_start), "transfer_ms",
+	        (json_int_t)(t_data - t_conn), "sync_ms", (json_int_t)(t_end - t_data),
+	        "duration_ms", (json_int_t)(t_end - t_conn), "shards", shards);
 	s = json_dumps(root, JSON_COMPACT);
 	json_decref(root);
 	return s;
@@ -631,8 +632,8 @@ static int finish(struct capture *c, uint64_t t_start, uint64_t t_conn)
 		return c->failed;
 	if (!c->inventory_seen) {
 		log_err("%s: CRIU ended the dump without sending inventory.img: the dump did not "
-			"complete",
-			o->dir);
+		        "complete",
+		        o->dir);
 		return -EPROTO;
 	}
 	for (unsigned k = 0; k < o->shards; k++) {
@@ -663,7 +664,7 @@ static int finish(struct capture *c, uint64_t t_start, uint64_t t_conn)
 	if (!ret) {
 		progress_write(o->progress_fd, stats);
 		log_info("captured %zu files, %" PRIu64 " bytes -> %" PRIu64 " bytes in %u shards",
-			 c->nfiles, c->bytes_in, total, o->shards);
+		         c->nfiles, c->bytes_in, total, o->shards);
 	}
 	free(stats);
 	return ret;
@@ -723,8 +724,8 @@ static int prepare_dir(const struct opts *o)
 	if (has_checkpoint(o->dir)) {
 		if (!o->force) {
 			log_err("%s already holds a checkpoint (manifest.json or img-* files); "
-				"use --force to replace it",
-				o->dir);
+			        "use --force to replace it",
+			        o->dir);
 			return -EEXIST;
 		}
 		ret = remove_old(o->dir);
@@ -738,8 +739,8 @@ static int prepare_dir(const struct opts *o)
 
 int cmd_capture(const struct opts *o)
 {
-	struct capture c = { .o = o, .sock = -1, .ep = -1, .evfd = -1 };
-	struct epoll_event ev = { .events = EPOLLIN };
+	struct capture c = {.o = o, .sock = -1, .ep = -1, .evfd = -1};
+	struct epoll_event ev = {.events = EPOLLIN};
 	char sock_path[4096];
 	uint64_t t_start, t_conn;
 	int lsock, ret;
@@ -758,8 +759,8 @@ int cmd_capture(const struct opts *o)
 	lsock = cs_listen(o->dir, CS_CAPTURE_SOCK, sock_path, sizeof(sock_path));
 	if (lsock < 0) {
 		log_err("%s/%s: %s", o->dir, CS_CAPTURE_SOCK,
-			lsock == -EADDRINUSE ? "another streamer is listening there" :
-					       strerror(-lsock));
+		        lsock == -EADDRINUSE ? "another streamer is listening there"
+		                             : strerror(-lsock));
 		return lsock;
 	}
 	unlink_on_signal(sock_path);

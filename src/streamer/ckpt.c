@@ -23,16 +23,17 @@ static int check_coverage(struct ckpt *c, const struct manifest_file *f)
 	for (size_t i = 0; i < n; i++) {
 		if (r[i].h.offset != off) {
 			log_err("%s: file %s: chunk at offset %" PRIu64 " in %s chunk %u, expected "
-				"offset %" PRIu64 " (a chunk is missing or duplicated)",
-				c->dir, f->name, r[i].h.offset, c->paths[r[i].shard], r[i].seq, off);
+			        "offset %" PRIu64 " (a chunk is missing or duplicated)",
+			        c->dir, f->name, r[i].h.offset, c->paths[r[i].shard], r[i].seq,
+			        off);
 			return -EBADMSG;
 		}
 		off += r[i].h.raw_len;
 	}
 	if (n != f->chunks || off != f->size) {
 		log_err("%s: file %s: shards hold %zu chunks / %" PRIu64 " bytes, manifest says "
-			"%" PRIu64 " / %" PRIu64,
-			c->dir, f->name, n, off, f->chunks, f->size);
+		        "%" PRIu64 " / %" PRIu64,
+		        c->dir, f->name, n, off, f->chunks, f->size);
 		return -EBADMSG;
 	}
 	return 0;
@@ -64,7 +65,7 @@ int ckpt_open(const char *dir, struct ckpt *c)
 		}
 	}
 	ret = shard_index_build((const char *const *)c->paths, c->m.nshards, c->m.ckpt_id, &c->idx,
-				err, sizeof(err));
+	                        err, sizeof(err));
 	if (ret) {
 		log_err("%s", err);
 		goto fail;
@@ -76,8 +77,8 @@ int ckpt_open(const char *dir, struct ckpt *c)
 			have += c->idx.chunks[i].shard == k;
 		if (have != c->m.shards[k].chunks) {
 			log_err("shard %s: holds %" PRIu64 " chunks, manifest says %" PRIu64
-				": truncated after chunk %" PRIu64,
-				c->paths[k], have, c->m.shards[k].chunks, have ? have - 1 : 0);
+			        ": truncated after chunk %" PRIu64,
+			        c->paths[k], have, c->m.shards[k].chunks, have ? have - 1 : 0);
 			ret = -EBADMSG;
 			goto fail;
 		}
@@ -140,8 +141,7 @@ void ckpt_close(struct ckpt *c)
 	c->by_id = NULL;
 }
 
-const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f,
-				    size_t *n)
+const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f, size_t *n)
 {
 	return shard_index_file(&c->idx, f->id, n);
 }
@@ -150,9 +150,9 @@ void ckpt_chunk_error(const struct ckpt *c, const struct chunk_ref *cr, int err)
 {
 	const struct manifest_file *f = cr->h.file_id < c->nids ? c->by_id[cr->h.file_id] : NULL;
 
-	log_err("shard %s chunk %u (file %s, offset %" PRIu64 "): %s", c->paths[cr->shard],
-		cr->seq, f ? f->name : "?", cr->h.offset,
-		err == -EBADMSG ? "corrupt data (checksum mismatch)" :
-		err == -EIO	? "truncated" :
-				  strerror(-err));
+	log_err("shard %s chunk %u (file %s, offset %" PRIu64 "): %s", c->paths[cr->shard], cr->seq,
+	        f ? f->name : "?", cr->h.offset,
+	        err == -EBADMSG ? "corrupt data (checksum mismatch)"
+	        : err == -EIO   ? "truncated"
+	                        : strerror(-err));
 }

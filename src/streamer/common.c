@@ -22,7 +22,7 @@ static void on_signal(int sig)
 
 void unlink_on_signal(const char *path)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct sigaction sa = {.sa_handler = on_signal};
 
 	if (!path) {
 		sock_path[0] = '\0';

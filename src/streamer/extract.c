@@ -86,7 +86,7 @@ static int create_files(const struct ckpt *ck, const char *outdir)
 			int ret = -errno;
 
 			log_err("%s: %s%s", path, strerror(errno),
-				ret == -EEXIST ? " (extract does not overwrite files)" : "");
+			        ret == -EEXIST ? " (extract does not overwrite files)" : "");
 			return ret;
 		}
 		close(fd);

@@ -32,8 +32,8 @@ static uint64_t file_stored(const struct ckpt *ck, const struct manifest_file *f
 	return sum;
 }
 
-static int verify_file(const struct ckpt *ck, const struct manifest_file *f,
-		       struct codec_ctx *ctx, uint8_t *scratch, uint8_t *out, size_t cap)
+static int verify_file(const struct ckpt *ck, const struct manifest_file *f, struct codec_ctx *ctx,
+                       uint8_t *scratch, uint8_t *out, size_t cap)
 {
 	XXH3_state_t *hs = XXH3_createState();
 	size_t n;
@@ -43,9 +43,9 @@ static int verify_file(const struct ckpt *ck, const struct manifest_file *f,
 	if (hs)
 		XXH3_64bits_reset(hs);
 	for (size_t i = 0; !ret && i < n; i++) {
-		ret = r[i].h.raw_len > cap || r[i].h.stored_len > cap ?
-			      -EBADMSG :
-			      chunk_load(ctx, ck->fds[r[i].shard], &r[i], scratch, out);
+		ret = r[i].h.raw_len > cap || r[i].h.stored_len > cap
+		              ? -EBADMSG
+		              : chunk_load(ctx, ck->fds[r[i].shard], &r[i], scratch, out);
 		if (ret)
 			ckpt_chunk_error(ck, &r[i], ret);
 		else
@@ -89,9 +89,9 @@ static void print_text(const struct ckpt *ck, int verified)
 	       ratio(m->total_size, m->total_raw));
 	printf("\n%-24s %14s %14s %8s %7s\n", "SHARD", "RAW", "STORED", "CHUNKS", "RATIO");
 	for (size_t k = 0; k < m->nshards; k++)
-		printf("%-24s %14" PRIu64 " %14" PRIu64 " %8" PRIu64 " %7.3f\n",
-		       m->shards[k].name, m->shards[k].raw_bytes, m->shards[k].bytes,
-		       m->shards[k].chunks, ratio(m->shards[k].bytes, m->shards[k].raw_bytes));
+		printf("%-24s %14" PRIu64 " %14" PRIu64 " %8" PRIu64 " %7.3f\n", m->shards[k].name,
+		       m->shards[k].raw_bytes, m->shards[k].bytes, m->shards[k].chunks,
+		       ratio(m->shards[k].bytes, m->shards[k].raw_bytes));
 	printf("\n%-32s %14s %14s %8s %7s\n", "FILE", "SIZE", "STORED", "CHUNKS", "RATIO");
 	for (size_t i = 0; i < m->nfiles; i++) {
 		const struct manifest_file *f = &m->files[i];
@@ -111,27 +111,25 @@ static int print_json(const struct ckpt *ck, int verified)
 	char *s;
 
 	for (size_t k = 0; k < m->nshards; k++)
-		json_array_append_new(shards,
-				      json_pack("{s:s, s:I, s:I, s:I, s:f}", "name",
-						m->shards[k].name, "raw_bytes",
-						(json_int_t)m->shards[k].raw_bytes, "bytes",
-						(json_int_t)m->shards[k].bytes, "chunks",
-						(json_int_t)m->shards[k].chunks, "ratio",
-						ratio(m->shards[k].bytes, m->shards[k].raw_bytes)));
+		json_array_append_new(
+		        shards, json_pack("{s:s, s:I, s:I, s:I, s:f}", "name", m->shards[k].name,
+		                          "raw_bytes", (json_int_t)m->shards[k].raw_bytes, "bytes",
+		                          (json_int_t)m->shards[k].bytes, "chunks",
+		                          (json_int_t)m->shards[k].chunks, "ratio",
+		                          ratio(m->shards[k].bytes, m->shards[k].raw_bytes)));
 	for (size_t i = 0; i < m->nfiles; i++) {
 		const struct manifest_file *f = &m->files[i];
 		uint64_t st = file_stored(ck, f);
 
-		json_array_append_new(files, json_pack("{s:s, s:I, s:I, s:I, s:f}", "name",
-						       f->name, "size", (json_int_t)f->size,
-						       "stored", (json_int_t)st, "chunks",
-						       (json_int_t)f->chunks, "ratio",
-						       ratio(st, f->size)));
+		json_array_append_new(
+		        files, json_pack("{s:s, s:I, s:I, s:I, s:f}", "name", f->name, "size",
+		                         (json_int_t)f->size, "stored", (json_int_t)st, "chunks",
+		                         (json_int_t)f->chunks, "ratio", ratio(st, f->size)));
 	}
 	root = json_pack("{s:b, s:s, s:i, s:I, s:I, s:f, s:o, s:o}", "complete", 1, "codec",
-			 codec_name(m->codec.id), "level", m->codec.level, "total_raw",
-			 (json_int_t)m->total_raw, "size", (json_int_t)m->total_size, "ratio",
-			 ratio(m->total_size, m->total_raw), "shards", shards, "files", files);
+	                 codec_name(m->codec.id), "level", m->codec.level, "total_raw",
+	                 (json_int_t)m->total_raw, "size", (json_int_t)m->total_size, "ratio",
+	                 ratio(m->total_size, m->total_raw), "shards", shards, "files", files);
 	if (!root)
 		return -ENOMEM;
 	if (verified >= 0)

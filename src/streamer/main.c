@@ -20,38 +20,39 @@ static const struct command {
 	int (*run)(const struct opts *o);
 	int nargs; /* positional arguments after the command name */
 } commands[] = {
-	{ "capture", cmd_capture, 0 },
-	{ "serve", cmd_serve, 0 },
-	{ "extract", cmd_extract, 1 },
-	{ "inspect", cmd_inspect, 0 },
+        {"capture", cmd_capture, 0},
+        {"serve", cmd_serve, 0},
+        {"extract", cmd_extract, 1},
+        {"inspect", cmd_inspect, 0},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: stasis-streamer -D DIR [options] COMMAND\n"
-		"\n"
-		"Commands:\n"
-		"  capture          receive the images of 'criu dump --stream -D DIR' and write\n"
-		"                   DIR/img-K.<ext> shards, then DIR/manifest.json\n"
-		"  serve            serve a complete checkpoint to 'criu restore --stream -D DIR'\n"
-		"  extract OUTDIR   write the plain CRIU image files into OUTDIR\n"
-		"  inspect          list files, shards, sizes and compression ratios\n"
-		"\n"
-		"Options:\n"
-		"  -D, --dir DIR          checkpoint directory (required)\n"
-		"  -n, --shards N         capture: number of shards and worker threads (default 2)\n"
-		"  -c, --codec C          capture: lz4 (default), zstd, zstd:LEVEL or none\n"
-		"      --chunk-size B     capture: chunk size in bytes (default 2097152)\n"
-		"      --ready-fd FD      write \"ready\\n\" to FD once listening, then close it\n"
-		"      --progress-fd FD   write progress and final stats as JSON lines to FD\n"
-		"  -f, --force            capture: replace a checkpoint already in DIR\n"
-		"      --verify           inspect: decompress and check every checksum\n"
-		"      --json             inspect: output JSON\n"
-		"  -v, --verbose          more messages (repeat for debug)\n"
-		"  -h, --help             this help\n"
-		"\n"
-		"Exit status: 0 success, 1 error, 2 bad usage. See stasis-streamer(1).\n");
+	        "usage: stasis-streamer -D DIR [options] COMMAND\n"
+	        "\n"
+	        "Commands:\n"
+	        "  capture          receive the images of 'criu dump --stream -D DIR' and write\n"
+	        "                   DIR/img-K.<ext> shards, then DIR/manifest.json\n"
+	        "  serve            serve a complete checkpoint to 'criu restore --stream -D DIR'\n"
+	        "  extract OUTDIR   write the plain CRIU image files into OUTDIR\n"
+	        "  inspect          list files, shards, sizes and compression ratios\n"
+	        "\n"
+	        "Options:\n"
+	        "  -D, --dir DIR          checkpoint directory (required)\n"
+	        "  -n, --shards N         capture: number of shards and worker threads (default "
+	        "2)\n"
+	        "  -c, --codec C          capture: lz4 (default), zstd, zstd:LEVEL or none\n"
+	        "      --chunk-size B     capture: chunk size in bytes (default 2097152)\n"
+	        "      --ready-fd FD      write \"ready\\n\" to FD once listening, then close it\n"
+	        "      --progress-fd FD   write progress and final stats as JSON lines to FD\n"
+	        "  -f, --force            capture: replace a checkpoint already in DIR\n"
+	        "      --verify           inspect: decompress and check every checksum\n"
+	        "      --json             inspect: output JSON\n"
+	        "  -v, --verbose          more messages (repeat for debug)\n"
+	        "  -h, --help             this help\n"
+	        "\n"
+	        "Exit status: 0 success, 1 error, 2 bad usage. See stasis-streamer(1).\n");
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -71,18 +72,18 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 {
 	enum { OPT_READY = 256, OPT_PROGRESS, OPT_VERIFY, OPT_JSON, OPT_CHUNK };
 	static const struct option lopts[] = {
-		{ "dir", required_argument, NULL, 'D' },
-		{ "shards", required_argument, NULL, 'n' },
-		{ "codec", required_argument, NULL, 'c' },
-		{ "chunk-size", required_argument, NULL, OPT_CHUNK },
-		{ "ready-fd", required_argument, NULL, OPT_READY },
-		{ "progress-fd", required_argument, NULL, OPT_PROGRESS },
-		{ "force", no_argument, NULL, 'f' },
-		{ "verify", no_argument, NULL, OPT_VERIFY },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	        {"dir", required_argument, NULL, 'D'},
+	        {"shards", required_argument, NULL, 'n'},
+	        {"codec", required_argument, NULL, 'c'},
+	        {"chunk-size", required_argument, NULL, OPT_CHUNK},
+	        {"ready-fd", required_argument, NULL, OPT_READY},
+	        {"progress-fd", required_argument, NULL, OPT_PROGRESS},
+	        {"force", no_argument, NULL, 'f'},
+	        {"verify", no_argument, NULL, OPT_VERIFY},
+	        {"json", no_argument, NULL, OPT_JSON},
+	        {"verbose", no_argument, NULL, 'v'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	int c, verbose = 0;
 	long v;
@@ -99,21 +100,23 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 			break;
 		case 'c':
 			if (codec_parse(optarg, &o->codec))
-				return log_err("--codec: expected lz4, zstd[:1..19] or none, got '%s'",
-					       optarg),
+				return log_err("--codec: expected lz4, zstd[:1..19] or none, got "
+				               "'%s'",
+				               optarg),
 				       -1;
 			break;
 		case OPT_CHUNK:
 			if (parse_int(optarg, 4096, CHUNK_MAX_RAW, &v))
-				return log_err("--chunk-size: expected 4096..%u", CHUNK_MAX_RAW), -1;
+				return log_err("--chunk-size: expected 4096..%u", CHUNK_MAX_RAW),
+				       -1;
 			o->chunk_size = v;
 			break;
 		case OPT_READY:
 		case OPT_PROGRESS:
 			if (parse_int(optarg, 0, 1 << 20, &v))
 				return log_err("%s: expected a file descriptor, got '%s'",
-					       c == OPT_READY ? "--ready-fd" : "--progress-fd",
-					       optarg),
+				               c == OPT_READY ? "--ready-fd" : "--progress-fd",
+				               optarg),
 				       -1;
 			*(c == OPT_READY ? &o->ready_fd : &o->progress_fd) = v;
 			break;
@@ -156,11 +159,11 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 int main(int argc, char **argv)
 {
 	struct opts o = {
-		.shards = 2,
-		.codec = { CODEC_LZ4, 0 },
-		.chunk_size = SHARD_DEFAULT_CHUNK,
-		.ready_fd = -1,
-		.progress_fd = -1,
+	        .shards = 2,
+	        .codec = {CODEC_LZ4, 0},
+	        .chunk_size = SHARD_DEFAULT_CHUNK,
+	        .ready_fd = -1,
+	        .progress_fd = -1,
 	};
 	const struct command *cmd = NULL;
 	struct rlimit rl;

@@ -26,7 +26,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SLOTS 2
+#define SLOTS     2
 #define SMALL_MAX (64 << 10) /* files served inline: at most the default pipe size */
 
 struct server {
@@ -87,9 +87,10 @@ static void *prefetch_main(void *arg)
 		pthread_mutex_unlock(&j->lock);
 		if (j->stop)
 			break;
-		ret = !ctx || !scratch ? -ENOMEM :
-		      cr->h.stored_len > codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64 ? -EBADMSG :
-		      chunk_load(ctx, ck->fds[cr->shard], cr, scratch, sl->buf);
+		ret = !ctx || !scratch ? -ENOMEM
+		      : cr->h.stored_len > codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64
+		              ? -EBADMSG
+		              : chunk_load(ctx, ck->fds[cr->shard], cr, scratch, sl->buf);
 		if (ret)
 			ckpt_chunk_error(ck, cr, ret);
 		pthread_mutex_lock(&j->lock);
@@ -279,7 +280,7 @@ static int request_loop(struct server *s)
 		ret = cs_recv_fd(s->sock, &fd);
 		if (ret) {
 			log_err("receiving the pipe for %s: %s", name,
-				ret == 1 ? "CRIU closed the socket" : strerror(-ret));
+			        ret == 1 ? "CRIU closed the socket" : strerror(-ret));
 			return s->failed ? s->failed : ret == 1 ? -EPIPE : ret;
 		}
 		if (f->size <= SMALL_MAX && fcntl(fd, F_GETPIPE_SZ) >= (int)SMALL_MAX) {
@@ -301,7 +302,7 @@ static int request_loop(struct server *s)
 
 int cmd_serve(const struct opts *o)
 {
-	struct server s = { .sock = -1 };
+	struct server s = {.sock = -1};
 	char sock_path[4096], buf[256];
 	uint64_t t0;
 	int lsock, ret;
@@ -314,8 +315,8 @@ int cmd_serve(const struct opts *o)
 	lsock = cs_listen(o->dir, CS_SERVE_SOCK, sock_path, sizeof(sock_path));
 	if (lsock < 0) {
 		log_err("%s/%s: %s", o->dir, CS_SERVE_SOCK,
-			lsock == -EADDRINUSE ? "another streamer is listening there" :
-					       strerror(-lsock));
+		        lsock == -EADDRINUSE ? "another streamer is listening there"
+		                             : strerror(-lsock));
 		ckpt_close(&s.ck);
 		return lsock;
 	}
@@ -346,9 +347,9 @@ int cmd_serve(const struct opts *o)
 	pthread_mutex_unlock(&s.lock);
 	close(s.sock);
 	snprintf(buf, sizeof(buf),
-		 "{\"event\":\"done\",\"op\":\"serve\",\"ok\":%s,\"files\":%" PRIu64
-		 ",\"missing\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"duration_ms\":%" PRIu64 "}",
-		 ret ? "false" : "true", s.files_served, s.missing, s.bytes_out, now_ms() - t0);
+	         "{\"event\":\"done\",\"op\":\"serve\",\"ok\":%s,\"files\":%" PRIu64
+	         ",\"missing\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"duration_ms\":%" PRIu64 "}",
+	         ret ? "false" : "true", s.files_served, s.missing, s.bytes_out, now_ms() - t0);
 	progress_write(o->progress_fd, buf);
 	if (ret)
 		log_err("serving %s failed", o->dir);

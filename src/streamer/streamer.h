@@ -13,7 +13,7 @@
 #include "shard.h"
 
 /* Exit codes (docs/streamer.md). */
-#define EXIT_OK	   0
+#define EXIT_OK    0
 #define EXIT_ERR   1
 #define EXIT_USAGE 2
 
@@ -58,8 +58,7 @@ struct ckpt {
 int ckpt_open(const char *dir, struct ckpt *c);
 void ckpt_close(struct ckpt *c);
 /* The chunks of F, in file order. */
-const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f,
-				    size_t *n);
+const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f, size_t *n);
 /* Describe a chunk_load() failure of chunk CR (names shard and chunk). */
 void ckpt_chunk_error(const struct ckpt *c, const struct chunk_ref *cr, int err);
 

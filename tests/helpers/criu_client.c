@@ -36,9 +36,9 @@
 
 struct item {
 	char *name;
-	int gen; /* -1: from SRCDIR, else generated file number */
+	int gen;       /* -1: from SRCDIR, else generated file number */
 	uint64_t size; /* expected size; UINT64_MAX: expected missing */
-	int wfd, rfd; /* dump: pipe write end; restore: pipe read end */
+	int wfd, rfd;  /* dump: pipe write end; restore: pipe read end */
 	uint64_t off;
 	bool close_early;
 	int ret;
@@ -69,7 +69,8 @@ static int content(const struct item *it, uint8_t *buf, uint64_t off, size_t len
 
 	if (it->gen >= 0) {
 		for (size_t i = 0; i < len; i++)
-			buf[i] = mix(((uint64_t)it->gen << 40) ^ ((off + i) >> 3)) >> (8 * ((off + i) & 7));
+			buf[i] = mix(((uint64_t)it->gen << 40) ^ ((off + i) >> 3)) >>
+			         (8 * ((off + i) & 7));
 		return 0;
 	}
 	snprintf(path, sizeof(path), "%s/%s", srcdir, it->name);
@@ -111,8 +112,8 @@ static struct item *add_item(const char *name, int gen)
 		struct stat st;
 
 		snprintf(path, sizeof(path), "%s/%s", srcdir, name);
-		it->size = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size :
-									  UINT64_MAX;
+		it->size = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size
+		                                                       : UINT64_MAX;
 	}
 	return it;
 }
@@ -186,7 +187,7 @@ static int do_dump(int sock, int interleave)
 			close(p[0]);
 			if (ret) {
 				fprintf(stderr, "criu_client: sending %s: %s\n", it->name,
-					strerror(-ret));
+				        strerror(-ret));
 				return 1;
 			}
 			it->wfd = p[1];
@@ -222,7 +223,7 @@ static void *read_main(void *arg)
 			break;
 		if (off + n > it->size || content(it, want, off, n) || memcmp(got, want, n)) {
 			fprintf(stderr, "criu_client: %s differs at or after offset %llu\n",
-				it->name, (unsigned long long)off);
+			        it->name, (unsigned long long)off);
 			it->ret = 1;
 			break;
 		}
@@ -230,7 +231,7 @@ static void *read_main(void *arg)
 	}
 	if (!it->ret && !it->close_early && off != it->size) {
 		fprintf(stderr, "criu_client: %s: got %llu bytes, want %llu\n", it->name,
-			(unsigned long long)off, (unsigned long long)it->size);
+		        (unsigned long long)off, (unsigned long long)it->size);
 		it->ret = 1;
 	}
 	close(it->rfd);
@@ -256,12 +257,12 @@ static int do_restore(int sock, int threads)
 				ret = cs_recv_reply(sock, &exists);
 			if (ret) {
 				fprintf(stderr, "criu_client: request %s: %s\n", it->name,
-					ret == 1 ? "streamer closed the socket" : strerror(-ret));
+				        ret == 1 ? "streamer closed the socket" : strerror(-ret));
 				return 1;
 			}
 			if (exists != (it->size != UINT64_MAX)) {
 				fprintf(stderr, "criu_client: %s: exists=%d, expected %d\n",
-					it->name, exists, !exists);
+				        it->name, exists, !exists);
 				return 1;
 			}
 			if (!exists) {
@@ -274,7 +275,7 @@ static int do_restore(int sock, int threads)
 			close(p[1]);
 			if (ret) {
 				fprintf(stderr, "criu_client: sending pipe for %s: %s\n", it->name,
-					strerror(-ret));
+				        strerror(-ret));
 				return 1;
 			}
 			it->rfd = p[0];
@@ -324,7 +325,7 @@ int main(int argc, char **argv)
 			names = argv[++i];
 		else if (!strcmp(argv[i], "--gen") && i + 1 < argc) {
 			if (sscanf(argv[++i], "%d:%llu", &gen_count,
-				   (unsigned long long *)&gen_size) != 2)
+			           (unsigned long long *)&gen_size) != 2)
 				usage();
 		} else
 			usage();
@@ -374,7 +375,7 @@ int main(int argc, char **argv)
 		}
 		if (ret) {
 			fprintf(stderr, "criu_client: zero-length message: %s\n",
-				ret == 1 ? "streamer closed the socket" : strerror(-ret));
+			        ret == 1 ? "streamer closed the socket" : strerror(-ret));
 			return 1;
 		}
 	}

@@ -29,7 +29,7 @@ static void wl_on_usr1(int sig)
 
 static inline void wl_install_usr1(void)
 {
-	struct sigaction sa = { .sa_handler = wl_on_usr1 };
+	struct sigaction sa = {.sa_handler = wl_on_usr1};
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGUSR1, &sa, NULL);

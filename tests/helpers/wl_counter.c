@@ -23,7 +23,7 @@ int main(int argc, char **argv)
 	wl_fill(mem, len, 42);
 	want = wl_hash(mem, len);
 	for (;;) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = {0, 10 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
 		counter++;
@@ -32,7 +32,7 @@ int main(int argc, char **argv)
 
 			wl_report_wanted = 0;
 			snprintf(line, sizeof(line), "counter=%llu hash=%016llx ok=%d\n",
-				 (unsigned long long)counter, (unsigned long long)h, h == want);
+			         (unsigned long long)counter, (unsigned long long)h, h == want);
 			wl_report(argv[1], line);
 		}
 	}

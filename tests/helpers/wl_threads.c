@@ -25,7 +25,7 @@ static void *run(void *arg)
 	struct th *t = arg;
 
 	for (;;) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = {0, 10 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
 		t->counter++;
@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 		pthread_create(&ts[i].tid, NULL, run, &ts[i]);
 	}
 	for (;;) {
-		struct timespec tick = { 0, 20 * 1000 * 1000 };
+		struct timespec tick = {0, 20 * 1000 * 1000};
 		uint64_t sum = 0, h = 0;
 		int ok = 1;
 
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
 			h = wl_mix(h ^ th);
 		}
 		snprintf(line, sizeof(line), "counter=%llu hash=%016llx ok=%d threads=%d\n",
-			 (unsigned long long)sum, (unsigned long long)h, ok, n);
+		         (unsigned long long)sum, (unsigned long long)h, ok, n);
 		wl_report(argv[1], line);
 	}
 }

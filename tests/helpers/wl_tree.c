@@ -33,7 +33,7 @@ static uint8_t *make_mem(uint64_t seed, uint64_t *want)
 
 static void tick(void)
 {
-	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	struct timespec ts = {0, 10 * 1000 * 1000};
 
 	nanosleep(&ts, NULL);
 }
@@ -44,7 +44,7 @@ static void child_report(const char *path, uint64_t counter, uint8_t *m, uint64_
 	uint64_t h = wl_hash(m, mem_len);
 
 	snprintf(line, sizeof(line), "counter=%llu hash=%016llx ok=%d\n",
-		 (unsigned long long)counter, (unsigned long long)h, h == want);
+	         (unsigned long long)counter, (unsigned long long)h, h == want);
 	wl_report(path, line);
 }
 
@@ -150,9 +150,9 @@ int main(int argc, char **argv)
 		kill(b, SIGUSR1);
 		h = wl_hash(m, mem_len);
 		snprintf(line, sizeof(line),
-			 "counter=%llu hash=%016llx ok=%d pipe_ok=%d file_ok=%d children=2\n",
-			 (unsigned long long)counter, (unsigned long long)h, h == want, pipe_ok,
-			 file_ok(fd, counter));
+		         "counter=%llu hash=%016llx ok=%d pipe_ok=%d file_ok=%d children=2\n",
+		         (unsigned long long)counter, (unsigned long long)h, h == want, pipe_ok,
+		         file_ok(fd, counter));
 		wl_report(argv[1], line);
 	}
 }

@@ -33,3 +33,10 @@ with open(f, 'r+b') as fh:
     fh.write(bytes([b[0] ^ 0x5a]))
 PYEOF
 }
+
+# usr1_ready PID: PID catches SIGUSR1 (its report handler is installed).
+usr1_ready() {
+	local m
+	m=$(awk '/^SigCgt/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+	[ -n "$m" ] && (( (16#$m >> 9) & 1 ))
+}

@@ -19,6 +19,7 @@ fi
 
 # report PID FILE: ask the workload for its report, print it.
 report() {
+	wait_for 20 usr1_ready "$1" || return 1
 	rm -f "$2"
 	kill -USR1 "$1" 2>/dev/null || return 1
 	wait_for 10 test -s "$2" || return 1

@@ -45,7 +45,7 @@ TEST(parse)
 
 static void roundtrip(enum codec_id id, size_t n, int random)
 {
-	struct codec c = { id, id == CODEC_ZSTD ? 3 : 0 };
+	struct codec c = {id, id == CODEC_ZSTD ? 3 : 0};
 	struct codec_ctx *ctx = codec_ctx_new();
 	unsigned char *src = malloc(n + 1), *out = malloc(n + 1);
 	size_t cap = codec_bound(id, n);
@@ -74,7 +74,7 @@ static void roundtrip(enum codec_id id, size_t n, int random)
 
 TEST(roundtrips)
 {
-	static const size_t sizes[] = { 1, 17, 4096, 100000, 2 << 20 };
+	static const size_t sizes[] = {1, 17, 4096, 100000, 2 << 20};
 
 	for (int id = 0; id < 3; id++)
 		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -85,7 +85,7 @@ TEST(roundtrips)
 
 TEST(unknown_codec)
 {
-	unsigned char b[8] = { 0 }, o[8];
+	unsigned char b[8] = {0}, o[8];
 
 	CHECK_EQ_INT(codec_decompress(NULL, 9, b, 8, o, 8), -EBADMSG);
 }

@@ -133,7 +133,7 @@ TEST(fd_passing)
 TEST(listen_stale_and_live)
 {
 	char path[256];
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	int s, l, l2, c;
 
 	/* A stale socket file (bound, then its owner went away). */

@@ -15,7 +15,7 @@ static char tmpdir[64];
 
 static void sample(struct manifest *m)
 {
-	static const char *names[] = { "pages-1.img", "inventory.img", "core-1.img" };
+	static const char *names[] = {"pages-1.img", "inventory.img", "core-1.img"};
 
 	memset(m, 0, sizeof(*m));
 	m->version = MANIFEST_VERSION;
@@ -118,8 +118,9 @@ static int parse(const char *json)
 	return ret;
 }
 
-#define HEAD "{\"format\":\"stasis-shards\",\"version\":1,\"checkpoint_id\":\"0000000000000001\"," \
-	     "\"codec\":\"lz4\",\"chunk_size\":1024,\"total_size\":10,"
+#define HEAD                                                                                       \
+	"{\"format\":\"stasis-shards\",\"version\":1,\"checkpoint_id\":\"0000000000000001\","      \
+	"\"codec\":\"lz4\",\"chunk_size\":1024,\"total_size\":10,"
 #define SHARDS "\"shards\":[{\"name\":\"img-0.lz4\",\"bytes\":10,\"raw_bytes\":5,\"chunks\":1}],"
 #define FILE_A "{\"name\":\"a.img\",\"id\":0,\"size\":5,\"chunks\":1,\"xxh3\":\"00000000000000ff\"}"
 
@@ -134,14 +135,14 @@ TEST(invalid)
 	CHECK_EQ_INT(parse(HEAD "\"total_raw\":6," SHARDS "\"files\":[" FILE_A "]}"), -EBADMSG);
 	/* A name twice, a path as a name, a shard named for another codec. */
 	CHECK_EQ_INT(parse(HEAD "\"total_raw\":10," SHARDS "\"files\":[" FILE_A "," FILE_A "]}"),
-		     -EBADMSG);
+	             -EBADMSG);
 	CHECK_EQ_INT(parse(HEAD "\"total_raw\":5," SHARDS
-				"\"files\":[{\"name\":\"../x\",\"id\":0,\"size\":5,\"chunks\":1,"
-				"\"xxh3\":\"00000000000000ff\"}]}"),
-		     -EBADMSG);
+	                        "\"files\":[{\"name\":\"../x\",\"id\":0,\"size\":5,\"chunks\":1,"
+	                        "\"xxh3\":\"00000000000000ff\"}]}"),
+	             -EBADMSG);
 	CHECK_EQ_INT(parse(HEAD "\"total_raw\":5,\"shards\":[{\"name\":\"img-0.zst\",\"bytes\":10,"
-				"\"raw_bytes\":5,\"chunks\":1}],\"files\":[" FILE_A "]}"),
-		     -EBADMSG);
+	                        "\"raw_bytes\":5,\"chunks\":1}],\"files\":[" FILE_A "]}"),
+	             -EBADMSG);
 	CHECK(!manifest_name_ok("") && !manifest_name_ok(".") && !manifest_name_ok("a/b"));
 	CHECK(manifest_name_ok("pages-1.img"));
 }

@@ -15,7 +15,7 @@ static char tmpdir[64];
 
 TEST(shard_header_layout)
 {
-	struct shard_hdr h = { SHARD_VERSION, 3, 8, 0, 0x1122334455667788ULL }, g;
+	struct shard_hdr h = {SHARD_VERSION, 3, 8, 0, 0x1122334455667788ULL}, g;
 	uint8_t b[SHARD_HDR_SIZE];
 
 	shard_hdr_encode(&h, b);
@@ -42,9 +42,14 @@ TEST(shard_header_layout)
 
 TEST(chunk_header_layout)
 {
-	struct chunk_hdr h = { .codec = CODEC_ZSTD, .file_id = 0x01020304, .raw_len = 1000,
-			       .stored_len = 300, .seq = 5, .offset = 0x0000000100000000ULL,
-			       .xxh3 = 0xdeadbeefcafef00dULL }, g;
+	struct chunk_hdr h = {.codec = CODEC_ZSTD,
+	                      .file_id = 0x01020304,
+	                      .raw_len = 1000,
+	                      .stored_len = 300,
+	                      .seq = 5,
+	                      .offset = 0x0000000100000000ULL,
+	                      .xxh3 = 0xdeadbeefcafef00dULL},
+	                 g;
 	uint8_t b[CHUNK_HDR_SIZE];
 
 	chunk_hdr_encode(&h, b);
@@ -74,16 +79,19 @@ TEST(chunk_header_layout)
 static void write_shard(const char *path, uint32_t k, uint32_t n, int nchunks, size_t raw)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	struct shard_hdr sh = { SHARD_VERSION, k, n, 0, 42 };
-	struct codec c = { CODEC_LZ4, 0 };
+	struct shard_hdr sh = {SHARD_VERSION, k, n, 0, 42};
+	struct codec c = {CODEC_LZ4, 0};
 	uint8_t hb[SHARD_HDR_SIZE], cb[CHUNK_HDR_SIZE];
 	uint8_t *data = malloc(raw), *z = malloc(codec_bound(CODEC_LZ4, raw));
 
 	shard_hdr_encode(&sh, hb);
 	write_all(fd, hb, sizeof(hb));
 	for (int i = 0; i < nchunks; i++) {
-		struct chunk_hdr h = { .codec = CODEC_LZ4, .file_id = 1 + k, .raw_len = raw,
-				       .seq = i, .offset = (uint64_t)i * raw };
+		struct chunk_hdr h = {.codec = CODEC_LZ4,
+		                      .file_id = 1 + k,
+		                      .raw_len = raw,
+		                      .seq = i,
+		                      .offset = (uint64_t)i * raw};
 
 		memset(data, 'a' + i, raw);
 		h.xxh3 = XXH3_64bits(data, raw);
@@ -100,7 +108,7 @@ static void write_shard(const char *path, uint32_t k, uint32_t n, int nchunks, s
 TEST(index_and_load)
 {
 	char p0[128], p1[128], err[256];
-	const char *paths[2] = { p0, p1 };
+	const char *paths[2] = {p0, p1};
 	struct shard_index idx;
 	const struct chunk_ref *r;
 	size_t n;
@@ -146,7 +154,7 @@ TEST(index_and_load)
 TEST(load_detects_flipped_data)
 {
 	char p[128], err[256];
-	const char *paths[1] = { p };
+	const char *paths[1] = {p};
 	struct shard_index idx;
 	uint8_t scratch[8000], out[8000], byte;
 	int fd;
