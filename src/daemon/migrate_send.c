@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 #include <xxhash.h>
@@ -70,8 +71,8 @@ struct tx {
 	char err[1024];
 	bool target_said; /* err holds the target's own words */
 	char *buf;
-	pid_t streamer; /* the capture writing into the window, once found */
-	bool paused;    /* we stopped it: the window is full */
+	int capfd;   /* pidfd of the capture writing into the window, or -1 */
+	bool paused; /* we stopped it: the window is full */
 };
 
 static int tx_fail(struct tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -266,48 +267,68 @@ static bool names_dir(const char *arg, const char *dir)
 	return !strcmp(real, dir);
 }
 
-/*
- * The capture process writing into our window: a child of this daemon running
- * `stasis-streamer -D <the window> ... capture`. Found by its arguments
- * because ckpt_dump() owns it; the window's path is unique.
- */
-static pid_t find_capture(const char *dir)
+/* Is PID `stasis-streamer -D <DIR> ... capture`? */
+static bool is_capture(pid_t pid, const char *dir)
 {
 	char path[64], buf[8192];
+	bool has_dir = false, capture = false;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read_full(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (!strstr(buf, "stasis-streamer"))
+		return false;
+	for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
+		if (!strcmp(a, "-D") && a + 3 < buf + n)
+			has_dir |= names_dir(a + 3, dir);
+		capture |= !strcmp(a, "capture");
+	}
+	return has_dir && capture;
+}
+
+/*
+ * The capture process writing into our window, as a pidfd (so a signal can
+ * never reach another process that reuses its PID once it exited). Found by
+ * its arguments because ckpt_dump() owns it; the window's path is unique.
+ */
+static int find_capture(const char *dir)
+{
 	struct dirent *e;
-	pid_t found = 0;
+	int pfd = -1;
 	DIR *d = opendir("/proc");
 
-	while (d && !found && (e = readdir(d))) {
+	while (d && pfd < 0 && (e = readdir(d))) {
 		pid_t pid = (pid_t)atoi(e->d_name);
-		bool has_dir = false, capture = false;
-		ssize_t n;
-		int fd;
 
-		if (pid <= 0)
+		if (pid <= 0 || !is_capture(pid, dir))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = read_full(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		buf[n] = '\0';
-		if (!strstr(buf, "stasis-streamer"))
-			continue;
-		for (char *a = buf; a < buf + n; a += strlen(a) + 1) {
-			if (!strcmp(a, "-D") && a + 3 < buf + n)
-				has_dir |= names_dir(a + 3, dir);
-			capture |= !strcmp(a, "capture");
+		pfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		/* Still the same process once pinned? */
+		if (pfd >= 0 && !is_capture(pid, dir)) {
+			close(pfd);
+			pfd = -1;
 		}
-		if (has_dir && capture)
-			found = pid;
 	}
 	if (d)
 		closedir(d);
-	return found;
+	return pfd;
+}
+
+static int capture_signal(struct tx *t, int sig)
+{
+	if (t->capfd < 0)
+		t->capfd = find_capture(t->dir);
+	if (t->capfd < 0)
+		return -1;
+	return (int)syscall(SYS_pidfd_send_signal, t->capfd, sig, NULL, 0);
 }
 
 /*
@@ -319,11 +340,7 @@ static void tx_throttle(struct tx *t, uint64_t unsent)
 {
 	bool want = unsent > WINDOW_MAX;
 
-	if (want == t->paused)
-		return;
-	if (!t->streamer)
-		t->streamer = find_capture(t->dir);
-	if (t->streamer > 0 && !kill(t->streamer, want ? SIGSTOP : SIGCONT))
+	if (want != t->paused && !capture_signal(t, want ? SIGSTOP : SIGCONT))
 		t->paused = want;
 }
 
@@ -331,12 +348,7 @@ static void tx_throttle(struct tx *t, uint64_t unsent)
  * the job, instead of dumping the rest onto our disk for nothing. */
 static void tx_stop_capture(struct tx *t)
 {
-	if (!t->streamer)
-		t->streamer = find_capture(t->dir);
-	if (t->streamer > 0) {
-		kill(t->streamer, SIGKILL);
-		kill(t->streamer, SIGCONT);
-	}
+	capture_signal(t, SIGKILL);
 	t->paused = false;
 }
 
@@ -439,6 +451,9 @@ static void tx_free(struct tx *t)
 	t->buf = NULL;
 	tp_close(t->c);
 	t->c = NULL;
+	if (t->capfd >= 0)
+		close(t->capfd);
+	t->capfd = -1;
 }
 
 /* ---- the conversation ---- */
@@ -674,7 +689,9 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	}
 	pthread_join(d.tid, NULL);
 	json_decref(d.req);
-	t->streamer = 0; /* gone: its PID may be reused from now on */
+	if (t->capfd >= 0)
+		close(t->capfd);
+	t->capfd = -1;
 	if (d.code != 200) {
 		/* CRIU resumes the tree itself when a dump fails; be sure anyway. */
 		resume_tree(j->pid);
@@ -775,7 +792,7 @@ int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t 
                 size_t errlen)
 {
 	const char *to, *token, *codec;
-	struct tx t = {0};
+	struct tx t = {.capfd = -1};
 	struct job j;
 	int code, stream;
 
@@ -887,7 +904,7 @@ int migrate_push(const struct creds *caller, json_t *req, json_t **out, char *er
 {
 	const char *dir, *to, *token = NULL;
 	char real[PATH_MAX];
-	struct tx t = {0};
+	struct tx t = {.capfd = -1};
 	struct ckpt c;
 	struct job j;
 	int code;
