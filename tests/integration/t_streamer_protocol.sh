@@ -118,6 +118,17 @@ PYEOF
 }
 check duplicate_name_last_wins dup_py
 
+# CRIU dying mid-dump looks like a normal end of stream to the streamer, but
+# inventory.img (which CRIU sends last) is missing: no checkpoint, exit 1.
+no_inventory() {
+	mkdir -p "$T/noinv.src" && cp "$src/pages-1.img" "$src/small-01.img" "$T/noinv.src/"
+	start_streamer "$T/noinv" capture || return 1
+	$CC "$T/noinv" dump "$T/noinv.src" || return 1
+	! wait_streamer && grep -q "without sending inventory.img" "$T/streamer.err" &&
+		[ ! -e "$T/noinv/manifest.json" ] && ! ls "$T/noinv"/img-* 2>/dev/null
+}
+check no_inventory_no_checkpoint no_inventory
+
 # 100k tiny files through one connection and back.
 tiny() {
 	local dd=$T/tiny
