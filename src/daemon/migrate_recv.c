@@ -582,9 +582,21 @@ out:
  * if it did not, it resumed its copy. So stop ours, and keep the checkpoint
  * and the record (JOB_KILLED): if the job runs nowhere, restore brings it back.
  */
-static void rx_await_done(struct rx *rx, json_t *res)
+/* Kill the restored job if it still runs (by its record: pid and start time). */
+static void rx_stop_restored(struct rx *rx)
 {
-	pid_t pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+	struct job j;
+
+	if (db_job_get(rx->id, &j))
+		return;
+	if (job_alive(&j))
+		kill(j.pid, SIGKILL);
+	job_free(&j);
+	jobs_wait_reaped(rx->id, 5000);
+}
+
+static void rx_await_done(struct rx *rx)
+{
 	enum tp_type t = 0;
 	size_t len;
 	void *buf;
@@ -595,23 +607,18 @@ static void rx_await_done(struct rx *rx, json_t *res)
 		if (t == TP_DONE)
 			return;
 	}
-	if (pid > 0)
-		kill(pid, SIGKILL);
-	jobs_wait_reaped(rx->id, 5000);
+	rx_stop_restored(rx);
 	log_warn("job %s: %s never confirmed our answer (%s); its restored copy is stopped "
 	         "here, its checkpoint kept: if the job runs nowhere, `stasis restore job %s`",
 	         rx->id, rx->peer, t ? tp_type_name(t) : tp_error(rx->c), rx->id);
 }
 
 /* The sender never got our success: it resumes its copy, so ours must go. */
-static void rx_unrestore(struct rx *rx, json_t *res)
+static void rx_unrestore(struct rx *rx)
 {
 	struct job j;
-	pid_t pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
 
-	if (pid > 0)
-		kill(pid, SIGKILL);
-	jobs_wait_reaped(rx->id, 5000);
+	rx_stop_restored(rx);
 	if (!db_job_get(rx->id, &j)) {
 		rx_undo(rx, &j);
 		job_free(&j);
@@ -692,9 +699,9 @@ static void *rx_thread(void *p)
 		}
 		if (answer(rx, ans)) {
 			if (res)
-				rx_unrestore(rx, res);
+				rx_unrestore(rx);
 		} else if (res) {
-			rx_await_done(rx, res);
+			rx_await_done(rx);
 		}
 	}
 	json_decref(commit);
