@@ -114,16 +114,18 @@ host_link_down() { host_exec "$1" ip link set "$1-$2" down; }
 
 # migration_pair [B_LIB_TMPFS_SIZE]: the usual setup of the migration tests.
 # Hosts a (10.77.0.1) and b (10.77.0.2), linked; a shared token in $T/token;
-# stasisd on both, b listening on 10.77.0.2:7070 ($TARGET); a's next PIDs
-# above 5000; $T/work, a directory every job may use (shared by both hosts).
+# stasisd on both, listening on 10.77.0.2:7070 ($TARGET, b) and 10.77.0.1:7070
+# ($SOURCE, a); a's next PIDs above 5000; $T/work, a directory every job may
+# use (shared by both hosts).
 TARGET=10.77.0.2:7070
+SOURCE=10.77.0.1:7070
 migration_pair() {
 	head -c 32 /dev/urandom | base64 >"$T/token"
 	chmod 600 "$T/token"
 	host_up a 10.77.0.1
 	host_up b 10.77.0.2 "${1:-}"
 	hosts_link a b
-	host_daemon a --token-file "$T/token"
+	host_daemon a --listen "$SOURCE" --token-file "$T/token"
 	host_daemon b --listen "$TARGET" --token-file "$T/token"
 	host_pid_base a 5000
 	mkdir -p "$T/work"

@@ -65,9 +65,10 @@ struct rx {
 	char peer[80];
 	char op[16];
 	char id[JOB_ID_MAX + 1];
-	bool busy;      /* holds jobs_busy for id */
-	json_t *job;    /* the job record as sent */
-	char tmp[4096]; /* STATE/received/.incoming-... */
+	bool busy;       /* holds jobs_busy for id */
+	bool comes_back; /* the job migrated away from here before: replace its record */
+	json_t *job;     /* the job record as sent */
+	char tmp[4096];  /* STATE/received/.incoming-... */
 	int tfd;
 	char final[4096]; /* STATE/received/ID-MS once committed */
 	struct rx_file files[MAX_RX_FILES];
@@ -160,11 +161,18 @@ static int rx_job(struct rx *rx)
 		return -1;
 	}
 	if (!db_job_get(rx->id, &existing)) {
-		rx_fail(rx, "a job named %s already exists on this host (%s): remove it first",
-		        rx->id, existing.state);
+		/* A job that left this host may come back; any other is in the way. */
+		rx->comes_back = !strcmp(existing.state, ST_MIGRATED);
+		if (!rx->comes_back)
+			rx_fail(rx,
+			        "a job named %s already exists on this host (%s): remove it "
+			        "first",
+			        rx->id, job_status(&existing));
 		job_free(&existing);
-		json_decref(j);
-		return -1;
+		if (!rx->comes_back) {
+			json_decref(j);
+			return -1;
+		}
 	}
 	if (!jobs_busy_begin(rx->id, "receive", &cur)) {
 		json_decref(j);
@@ -559,6 +567,10 @@ static int rx_commit(struct rx *rx, json_t *commit, json_t **res)
 	}
 	free(j.checkpoint);
 	j.checkpoint = strdup(rx->final);
+	if (rx->comes_back) {
+		db_ckpt_delete_job(rx->id);
+		db_job_delete(rx->id);
+	}
 	if (db_job_insert(&j) || db_ckpt_insert(&c)) {
 		rx_fail(rx, "cannot record job %s in this host's database", rx->id);
 		rx_undo(rx, &j);

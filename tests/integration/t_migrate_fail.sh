@@ -198,7 +198,7 @@ migrate_bg big sk
 if wait_for 60 mid_transfer; then
 	host_daemon_kill a KILL
 	wait "$mpid"
-	host_daemon a --token-file "$T/token"
+	host_daemon a --listen "$SOURCE" --token-file "$T/token"
 	check source_killed_job_resumed wait_for 30 running_on_a big
 	check source_killed_target_cleaned wait_for 15 nothing_on_b big
 	check source_killed_window_removed test -z "$(ls "$T/hosts/a/lib/migrate" | grep -v dump.log)"

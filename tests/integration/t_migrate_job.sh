@@ -38,6 +38,18 @@ if host_stasis a migrate job cnt --to "$TARGET" --stream 3 --token-file "$T/toke
 	# The log travelled: the target's copy starts with the source's first lines.
 	check migrate_counter_log_travelled sh -c "head -1 '$T/hosts/b/lib/logs/cnt.log' | grep -qx 1"
 	check migrate_counter_no_leftovers no_leftovers
+	# And back: the record it left on a is replaced by the returning job.
+	n=$(last_count b cnt)
+	if host_stasis b migrate job cnt --to "$SOURCE" --token-file "$T/token" >"$T/mb.out" 2>&1
+	then
+		check migrate_back_running_on_a test "$(job_status a cnt)" = JOB_RUNNING
+		check migrate_back_keeps_pid test "$(job_pid a cnt)" = "$pid"
+		check migrate_back_counts_on wait_for 10 count_grows a cnt "$n"
+		check migrate_back_migrated_on_b test "$(job_status b cnt)" = JOB_MIGRATED
+	else
+		cat "$T/mb.out"
+		fail migrate_back
+	fi
 else
 	cat "$T/m1.out"
 	fail $CASE
