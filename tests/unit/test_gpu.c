@@ -53,7 +53,15 @@ static pid_t spawn_sleeper(int with_child)
 		for (;;)
 			pause();
 	}
-	usleep(with_child ? 50000 : 0);
+	/* Wait until the tree really holds its child: a fixed sleep loses the
+	 * race on a loaded machine (the child forks late). */
+	for (int i = 0; with_child && i < 500; i++) {
+		pid_t kids[4];
+
+		if (gpu_tree_pids(p, kids, 4) >= 2)
+			break;
+		usleep(10000);
+	}
 	return p;
 }
 
