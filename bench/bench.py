@@ -608,8 +608,11 @@ def plan(args):
     reference case only; every other case gets the headline systems."""
     ref_mib = int(args.ref_size * 1024)
     head = [parse_system(s) for s in args.headline.split(",")]
-    sweep = [parse_system(f"stream:{c}:{n}") for c in args.codecs.split(",")
-             for n in args.shards.split(",")]
+    if args.sweep:
+        sweep = [parse_system("stream:" + x) for x in args.sweep.split(",")]
+    else:
+        sweep = [parse_system(f"stream:{c}:{n}") for c in args.codecs.split(",")
+                 for n in args.shards.split(",")]
     out = []
     sizes = [int(float(s) * 1024) for s in args.sizes.split(",")]
     if ref_mib not in sizes:
@@ -935,6 +938,9 @@ def main():
                     help="systems on the mixed sizes other than the reference (default: headline)")
     ap.add_argument("--codecs", default="lz4,zstd:1,none", help="streamer sweep codecs")
     ap.add_argument("--shards", default="1,2,4,8", help="streamer sweep shard counts")
+    ap.add_argument("--sweep", default="",
+                    help="explicit streamer sweep instead of codecs x shards, e.g. "
+                         "lz4:1,lz4:2,zstd:1:2,none:2")
     ap.add_argument("--runs", type=int, default=3, help="rounds (default 3)")
     ap.add_argument("--workdir", default="/var/tmp/stasis-bench",
                     help="scratch for images, on local disk (default /var/tmp/stasis-bench)")
