@@ -83,6 +83,8 @@ struct op {
 	                    * inherit dfd: immune to renames of DIR's ancestors by its
 	                    * owner, and valid even if the daemon dies meanwhile */
 	bool locked;       /* DIR is root's while we work (ckdir_lock) */
+	bool stop_after;   /* CRIU leaves the job stopped; we kill it once all is recorded */
+	bool stopped;      /* ... and it is stopped now */
 	struct op_rec rec; /* what a daemon after a crash must finish (recover.c) */
 	pid_t streamer;
 	uint64_t t0, t_criu, t_end_criu;
@@ -130,8 +132,12 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 	op->dfd = -1;
 	op->streamer = -1;
 	op->t0 = now_ms();
-	if (db_job_get(id, &op->job) || (caller->uid != 0 && caller->uid != op->job.uid))
+	if (db_job_get(id, &op->job))
 		return fail(op, 404, "no such job: %s", id);
+	if (caller->uid != 0 && caller->uid != op->job.uid) {
+		job_free(&op->job);
+		return fail(op, 404, "no such job: %s", id);
+	}
 	if (!jobs_busy_begin(id, what, &cur)) {
 		job_free(&op->job);
 		return fail(op, 409, "job %s is busy (%s in progress)", id, cur ? cur : "?");
@@ -411,7 +417,11 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 		argv[n++] = "--unprivileged";
 	if (d->leave_running)
 		argv[n++] = "--leave-running";
-	if (d->leave_stopped)
+	/*
+	 * Even a dump that ends the job leaves it stopped at first: it is killed only
+	 * once the streamer and the record have succeeded too, and resumed otherwise.
+	 */
+	if (d->leave_stopped || op->stop_after)
 		argv[n++] = "--leave-stopped";
 	if (d->tcp_established) {
 		argv[n++] = "--tcp-established";
@@ -442,13 +452,24 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 	return n;
 }
 
+/* After a failure: a job CRIU left stopped goes on running. */
+static void resume_stopped(struct op *op)
+{
+	if (!op->stopped)
+		return;
+	proc_tree_signal(op->job.pid, SIGCONT);
+	op->stopped = false;
+	log_info("job %s: resumed after the failed dump", op->job.id);
+}
+
 static void dump_failed(struct op *op, const char *what)
 {
+	resume_stopped(op);
 	bool alive = proc_is(op->job.pid, op->job.start);
 	size_t used = strlen(op->err);
 
 	snprintf(op->err + used, op->errlen - used, "%s%s; CRIU log: %s/dump.log; %s",
-	         used ? "; " : "", what, op->dir,
+	         used && *what ? "; " : "", what, op->dir,
 	         alive ? "the job is still running, nothing was recorded"
 	               : "the job is NOT running any more (nothing was recorded)");
 	log_warn("job %s: dump failed: %s", op->job.id, op->err);
@@ -627,6 +648,7 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		code = 500;
 		goto out;
 	}
+	op.stop_after = !d.leave_running && !d.leave_stopped;
 	build_dump_argv(&op, &d, argv, pidbuf, opts);
 	snprintf(op.rec.op, sizeof(op.rec.op), "dump");
 	op.rec.leave_running = d.leave_running || d.leave_stopped;
@@ -655,9 +677,13 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		dump_failed(&op, "");
 		goto out;
 	}
+	op.stopped = op.stop_after; /* CRIU resumes the tasks itself when its dump fails */
 	if (d.stream && finish_streamer(&op, desc, sizeof(desc))) {
-		code = fail(&op, 500, "streamer: capture %s; see %s/streamer-capture.log", desc,
-		            op.dir);
+		char why[512] = "";
+
+		streamer_error(&op, "capture", why, sizeof(why));
+		code = fail(&op, 500, "streamer: capture failed (%s): %s", desc,
+		            why[0] ? why : "see streamer-capture.log");
 		dump_failed(&op, "");
 		goto out;
 	}
@@ -670,11 +696,15 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	if (!code) {
 		log_info("job %s: checkpoint %s done", id, op.dir);
 		code = 200;
-		/* Answer once the stopped job is reaped, so its PID is free for a restore. */
-		if (!d.leave_running && !d.leave_stopped)
+		if (op.stop_after) {
+			proc_tree_signal(op.job.pid, SIGKILL);
+			op.stopped = false;
+			/* Answer once the job is reaped, so its PID is free for a restore. */
 			jobs_wait_reaped(id, 5000);
+		}
 	}
 out:
+	resume_stopped(&op);
 	if (gpu_suspended)
 		gpu_dump_undo(&op);
 	json_decref(opts);

@@ -433,3 +433,31 @@ bool pid_in_use(pid_t pid, char *who, size_t wholen)
 	closedir(d);
 	return used;
 }
+
+void proc_tree_signal(pid_t root, int sig)
+{
+	char path[320], *text = NULL, *p, *end;
+	struct dirent *t;
+	DIR *tasks;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)root);
+	tasks = opendir(path);
+	while (tasks && (t = readdir(tasks))) {
+		if (t->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)root, t->d_name);
+		if (read_file(path, &text, NULL))
+			continue;
+		for (p = text; *p; p = end) {
+			long child = strtol(p, &end, 10);
+
+			if (end == p)
+				break;
+			proc_tree_signal((pid_t)child, sig);
+		}
+		free(text);
+	}
+	if (tasks)
+		closedir(tasks);
+	kill(root, sig);
+}

@@ -77,6 +77,9 @@ bool proc_is(pid_t pid, uint64_t start);
  */
 bool pid_in_use(pid_t pid, char *who, size_t wholen);
 
+/* Send SIG to ROOT and all its descendants (children first found through /proc). */
+void proc_tree_signal(pid_t root, int sig);
+
 /* Fill CR from a uid: primary group and supplementary groups from the user database. */
 int creds_from_uid(uid_t uid, struct creds *cr);
 

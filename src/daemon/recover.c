@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,8 @@ static void record(const struct op_rec *o, const struct job *j, int dfd)
 	/* A user's files are fingerprinted only if they stayed out of the user's reach. */
 	if (j->uid != 0 && (fstat(dfd, &st) || st.st_uid != 0 || ckdir_digest(dfd, &digest))) {
 		log_warn("job %s: %s cannot be vouched for; not recorded", j->id, o->dir);
+		if (!o->leave_running && proc_is(j->pid, j->start))
+			proc_tree_signal(j->pid, SIGCONT); /* as after a failed dump */
 		return;
 	}
 	snprintf(c.job, sizeof(c.job), "%s", j->id);
@@ -84,12 +87,14 @@ static void record(const struct op_rec *o, const struct job *j, int dfd)
 	             j->id, j->pid, j->uid, c.streamed ? "true" : "false", c.shards) < 0)
 		marker = NULL;
 	if (!marker || ckdir_write(dfd, CK_MARKER, marker, strlen(marker), j->uid, j->gid) ||
-	    db_ckpt_insert(&c) ||
-	    db_job_checkpointed(j->id, o->dir, !o->leave_running && !proc_is(j->pid, j->start)))
+	    db_ckpt_insert(&c) || db_job_checkpointed(j->id, o->dir, !o->leave_running))
 		log_err("job %s: cannot record the recovered checkpoint %s", j->id, o->dir);
 	else
 		log_info("job %s: recorded checkpoint %s, completed while the daemon was away",
 		         j->id, o->dir);
+	/* CRIU left it stopped for us to end once the checkpoint was recorded. */
+	if (!o->leave_running && proc_is(j->pid, j->start))
+		proc_tree_signal(j->pid, SIGKILL);
 	free(marker);
 	free(digest);
 }
@@ -132,6 +137,8 @@ static void recover_one(const struct op_rec *o)
 
 		if (!strcmp(o->op, "dump") && complete && dump_succeeded(dfd))
 			record(o, &j, dfd);
+		else if (!strcmp(o->op, "dump") && !o->leave_running && proc_is(j.pid, j.start))
+			proc_tree_signal(j.pid, SIGCONT); /* failed: the job goes on */
 		else if (!strcmp(o->op, "restore"))
 			readopt(&j);
 		/* Whatever happened, the directory goes back to the job's owner. */

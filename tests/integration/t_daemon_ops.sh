@@ -139,6 +139,21 @@ refused dump_bad_codec "streamer" sd dump job dup -d "$T/badc" --stream 2 --code
 check dump_bad_codec_running test "$(job_status dup)" = JOB_RUNNING
 refused dump_bad_stream "shard count" sd dump job dup -d "$T/x" --stream 0
 refused dump_tcp_both "exclude each other" sd dump job dup -d "$T/x" --tcp-established --tcp-close
+# A full disk: the dump fails wherever it happens to, and the job still runs.
+mkdir -p "$T/full"
+if mount -t tmpfs -o size=1m tmpfs "$T/full"; then
+	at_exit umount -l "$T/full"
+	for mode in plain stream; do
+		args=()
+		[ $mode = stream ] && args=(--stream 1 --codec none)
+		refused dump_disk_full_$mode "failed" sd dump job dup -d "$T/full/$mode" "${args[@]}"
+		check dump_disk_full_${mode}_running test "$(job_status dup)" = JOB_RUNNING
+		check dump_disk_full_${mode}_no_marker test ! -e "$T/full/$mode/stasis-checkpoint.json"
+		rm -rf "${T:?}/full/$mode"
+	done
+else
+	fail "dump_disk_full (cannot mount a tmpfs)"
+fi
 check dump_fail_nothing_recorded test "$(ncheckpoints)" = "$n0"
 before=$(last_count dup)
 check dump_fail_counts_on wait_for 10 counted_past dup $((before + 3))
