@@ -91,6 +91,31 @@ else
 fi
 host_stasis b kill big --signal KILL >/dev/null 2>&1
 
+# ---- a process tree: every process keeps its PID and its memory
+CASE=migrate_tree
+host_stasis a exec --id tree -w "$T/work" -- "exec $HELPERS/memhog --size 96M --procs 3" \
+	>/dev/null || die "exec tree"
+tree_ready() { grep -q '^ready ' "$T/hosts/a/lib/logs/tree.log" 2>/dev/null; }
+wait_for 60 tree_ready || die "tree did not get ready"
+tsum=$(awk '/^ready / { print $2; exit }' "$T/hosts/a/lib/logs/tree.log")
+tpid=$(job_pid a tree)
+# Child PIDs, sorted: the order of a children list is not part of a process.
+children() { host_exec "$1" cat /proc/$tpid/task/$tpid/children | tr ' ' '\n' | sort -n | xargs; }
+kids=$(children a)
+if host_stasis a migrate job tree --to "$TARGET" --token-file "$T/token" >"$T/mt.out" 2>&1; then
+	check migrate_tree_running_on_target test "$(job_status b tree)" = JOB_RUNNING
+	echo "# tree: children $kids on a, $(children b) on b"
+	check migrate_tree_children_kept_pids test "$(children b)" = "$kids"
+	host_stasis b kill tree --signal USR1 >/dev/null
+	tree_verified() { grep -q "^verify $tsum ok" "$T/hosts/b/lib/logs/tree.log"; }
+	check migrate_tree_memory_verified wait_for 30 tree_verified
+	check migrate_tree_gone_from_source host_exec a sh -c "! kill -0 $tpid 2>/dev/null"
+else
+	cat "$T/mt.out"
+	fail $CASE
+fi
+host_stasis b kill tree --signal KILL >/dev/null 2>&1
+
 # ---- push an existing checkpoint; restore it on the target later
 CASE=push_then_restore
 host_stasis a exec --id pushed -w "$T/work" -- $PY -c '
