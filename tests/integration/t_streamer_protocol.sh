@@ -145,12 +145,19 @@ check tiny_files_100k tiny
 # Refusals.
 check refuse_existing_checkpoint sh -c "! stasis-streamer -D '$d' capture 2>'$T/e' && grep -q -- --force '$T/e' && [ -e '$d/manifest.json' ]"
 force() {
-	start_streamer "$d" --force --shards 3 capture || return 1
+	exec 7>"$T/progress"
+	start_streamer "$d" --force --shards 3 --progress-fd 7 capture || return 1
+	exec 7>&-
 	[ ! -e "$d/manifest.json" ] || return 1
 	$CC "$d" dump "$src" || return 1
 	wait_streamer && [ "$(ls "$d"/img-* | wc -l)" = 3 ] && stasis-streamer -D "$d" inspect --verify >/dev/null
 }
 check force_replaces force
+check progress_fd_final_stats $PY -c "
+import json
+lines = [json.loads(l) for l in open('$T/progress')]
+assert lines[-1]['event'] == 'done' and lines[-1] == dict(json.load(open('$d/streamer-stats.json')))
+assert len(lines[-1]['shards']) == 3 and lines[-1]['size'] > 0"
 mkdir -p "$T/empty"
 for cmd in serve inspect "extract $T/x"; do
 	# shellcheck disable=SC2086
