@@ -358,6 +358,7 @@ static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
 /* Resolve and check DIR for a dump; on return op->dir and op->dfd are set. */
 static int prepare_dump_dir(struct op *op, const struct creds *caller, struct dump_req *d)
 {
+	char other[256];
 	struct stat st;
 	int ret;
 
@@ -383,6 +384,11 @@ static int prepare_dump_dir(struct op *op, const struct creds *caller, struct du
 			            "directory",
 			            op->dir, st.st_uid);
 	}
+	if (ckdir_foreign(op->dfd, other, sizeof(other)))
+		return fail(op, 400,
+		            "%s holds other files (%s): a checkpoint needs a new or empty directory "
+		            "of its own",
+		            op->dir, other);
 	if ((ckdir_kind(op->dfd) != CK_NONE || ckdir_has(op->dfd, CK_MARKER)) && !d->force)
 		return fail(op, 409, "%s already holds a checkpoint (use --force to replace it)",
 		            op->dir);

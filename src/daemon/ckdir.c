@@ -135,6 +135,41 @@ static bool log_file(const char *name)
 	       !fnmatch("streamer-*.log", name, 0) || !fnmatch("streamer-*.sock", name, 0);
 }
 
+/* Anything a dump of ours may leave in a directory. */
+static bool known_file(const char *name)
+{
+	size_t n = strlen(name);
+
+	return ck_file(name) || log_file(name) || !strcmp(name, "gpu.json") ||
+	       !strcmp(name, "streamer-stats.json") ||
+	       (name[0] == '.' && n > 4 && !strcmp(name + n - 4, ".tmp"));
+}
+
+bool ckdir_foreign(int dfd, char *name, size_t len)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	bool found = false;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(name, len, "(unreadable)");
+		return true;
+	}
+	rewinddir(d);
+	while (!found && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		found = !known_file(e->d_name) || e->d_type == DT_DIR;
+		if (found)
+			snprintf(name, len, "%s", e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
 void ckdir_clear(int dfd)
 {
 	int fd = dup(dfd);
@@ -168,7 +203,8 @@ uint64_t ckdir_seal(int dfd, uid_t uid, gid_t gid)
 	}
 	rewinddir(d); /* the fd shares its position with DFD and other dups */
 	while ((e = readdir(d))) {
-		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+		if (!known_file(e->d_name) || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+		    !S_ISREG(st.st_mode))
 			continue;
 		if (st.st_uid != uid || st.st_gid != gid)
 			fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW);

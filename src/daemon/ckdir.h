@@ -35,6 +35,13 @@ int ckdir_open(const char *real);
 enum ck_kind ckdir_kind(int dfd);
 bool ckdir_has(int dfd, const char *name);
 
+/*
+ * Does DFD hold anything a dump would not have written (NAME gets the first)?
+ * A checkpoint needs a directory of its own: we change the modes and owners of
+ * what is in it, and take the directory from its owner while we work.
+ */
+bool ckdir_foreign(int dfd, char *name, size_t len);
+
 /* Remove what a previous checkpoint left in DFD (images, shards, manifest, logs). */
 void ckdir_clear(int dfd);
 

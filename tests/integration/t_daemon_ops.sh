@@ -106,6 +106,10 @@ refused dump_no_such_job "no such job" sd dump job nope -d "$T/x"
 refused dump_not_running "not running" sd dump job c1 -d "$T/x"
 refused dump_relative_needs_dir "usage" sd dump job dup
 refused dump_existing_checkpoint "already holds a checkpoint" sd dump job dup -d "$T/cc1"
+mkdir "$T/notes"
+echo mine >"$T/notes/notes.txt"
+refused dump_foreign_files "holds other files \\(notes.txt\\)" sd dump job dup -d "$T/notes"
+check dump_foreign_untouched test "$(stat -c %a "$T/notes/notes.txt")" = 644
 # A job connected to a UNIX socket outside its tree: CRIU refuses to dump it.
 $PY -c "
 import socket, time

@@ -64,7 +64,7 @@ if wait_for 30 pgrep -P "$DAEMON_PID" -x criu >/dev/null; then
 	daemon_up
 	check mid_dump_recorded wait_for 60 sh -c "'$STASIS_BUILD/stasis' checkpoints big | grep -q '$T/ck-big\$'"
 	check mid_dump_job_killed test "$(job_status big)" = JOB_KILLED
-	check mid_dump_process_gone dead "$big_pid"
+	check mid_dump_process_gone wait_for 10 dead "$big_pid"
 	check mid_dump_marker test -f "$T/ck-big/stasis-checkpoint.json"
 	check mid_dump_restores sd restore job big --stream 2
 	sd kill --signal USR1 big >/dev/null
