@@ -418,7 +418,9 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 	argv[n++] = op->fdpath;
 	argv[n++] = "-o";
 	argv[n++] = "dump.log";
-	argv[n++] = "-v4";
+	/* Migration streams the checkpoint off this disk; at -v4 CRIU's log of a
+	 * large job would be bigger than the checkpoint itself (~0.75 byte/byte). */
+	argv[n++] = d->leave_stopped ? "-v2" : "-v4";
 	if (op->as_owner)
 		argv[n++] = "--unprivileged";
 	if (d->leave_running)

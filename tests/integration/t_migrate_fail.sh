@@ -31,8 +31,11 @@ running_on_a() {
 	n=$(ticks "$1")
 	wait_for 10 sh -c "[ \$(grep -c '^tick ' '$T/hosts/a/lib/logs/$1.log') -gt $n ]"
 }
+# b answers, has no job ID, and holds nothing under received/ (not even a
+# dot-prefixed leftover).
 nothing_on_b() {
-	[ -z "$(job_status b "$1")" ] && [ -z "$(rx_ls)" ]
+	host_stasis b ps >/dev/null && host_exec b test -d "$RX" &&
+		[ -z "$(job_status b "$1")" ] && [ -z "$(rx_ls)" ]
 }
 # mid_transfer: wait until b has received some MiB of the checkpoint.
 incoming_bytes() { host_exec b du -sb "$RX" 2>/dev/null | awk '{ print $1 }'; }
