@@ -435,6 +435,7 @@ static void h_shutdown(const struct api_req *rq, struct api_resp *rs)
 		reply_err(rs, 403, "only root may stop the daemon");
 		return;
 	}
+	log_info("shutdown requested by pid %d", (int)rq->caller_pid);
 	api_shutdown_requested = 1;
 	reply(rs, 200, json_pack("{s:b}", "stopping", 1));
 	kill(getpid(), SIGTERM);

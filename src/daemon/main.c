@@ -211,10 +211,19 @@ int main(int argc, char **argv)
 		return 1;
 	log_info("ready: socket %s, state %s, criu %s, streamer %s", sock, state_abs, cfg.criu,
 	         streamer);
-	while (!sigwait(&set, &sig) && (sig == SIGHUP || sig == SIGCHLD))
-		if (sig == SIGCHLD)
+	for (;;) {
+		siginfo_t si;
+
+		sig = sigwaitinfo(&set, &si);
+		if (sig == SIGCHLD) {
 			jobs_reap_orphans();
-	log_info("stopping (signal %d); jobs keep running", sig);
+		} else if (sig == SIGTERM || sig == SIGINT) {
+			/* Say who asked: a stray kill of a reused PID is otherwise a mystery. */
+			log_info("stopping (signal %d from pid %d, uid %d); jobs keep running", sig,
+			         (int)si.si_pid, (int)si.si_uid);
+			break;
+		}
+	}
 	server_stop();
 	migrate_listen_stop();
 	db_close();

@@ -25,7 +25,14 @@ for j in json.load(sys.stdin):
 		kill -9 -- "-$p" "$p" 2>/dev/null
 	done
 }
-_cleanups=("daemon_kill_jobs" "${_cleanups[@]}")
+# On failure, show the end of the daemon's log (it goes with $T otherwise); through a
+# saved stdout, since lib.sh silences its exit hooks.
+exec {DAEMON_OUT}>&1
+daemon_show_log() {
+	[ "$_failed" = 1 ] || return 0
+	tail -25 "$STASIS_STATE_DIR/stasisd.log" 2>/dev/null | sed 's/^/# daemon: /' >&"$DAEMON_OUT"
+}
+_cleanups=("daemon_show_log" "daemon_kill_jobs" "${_cleanups[@]}")
 
 # Field of a job from `ps --json`: job_field ID FIELD
 job_field() {
