@@ -216,7 +216,7 @@ int manifest_parse(const char *text, struct manifest *m, char *err, size_t len)
 		fail(err, len, ret, "manifest: not a stasis shard manifest");
 		goto out;
 	}
-	if (v != MANIFEST_VERSION) {
+	if (v != MANIFEST_VERSION && v != 1) {
 		ret = fail(err, len, -ENOTSUP, "manifest: unsupported version %" PRIu64, v);
 		goto out;
 	}

@@ -16,7 +16,7 @@
 
 #define MANIFEST_NAME    "manifest.json"
 #define MANIFEST_FORMAT  "stasis-shards"
-#define MANIFEST_VERSION 1
+#define MANIFEST_VERSION 2 /* readers also accept 1 (see docs/shard-format.md) */
 
 struct manifest_shard {
 	char *name;         /* "img-K.ext", relative to the checkpoint directory */

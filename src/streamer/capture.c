@@ -46,7 +46,8 @@ struct chunk {
 	uint32_t file_id;
 	uint32_t len;
 	uint64_t offset;
-	uint8_t *buf; /* chunk_size bytes */
+	uint64_t xxh3; /* of the raw bytes, set by the worker */
+	uint8_t *buf;  /* chunk_size bytes */
 };
 
 /* One image file as received (a name sent twice gives two entries). */
@@ -55,8 +56,11 @@ struct cfile {
 	int fd; /* pipe read end, -1 once at EOF */
 	uint64_t size;
 	uint64_t chunks;
-	uint64_t xxh3;
-	XXH3_state_t *hs;
+	/* Checksum of each chunk, by index (offset / chunk_size), filled in by
+	 * the workers under the queue lock; the file's checksum is derived from
+	 * them (docs/shard-format.md), so no thread hashes the data twice. */
+	uint64_t *sums;
+	size_t sums_cap;
 	struct chunk *cur; /* chunk being filled */
 	bool grown;        /* pipe enlarged */
 };
@@ -132,6 +136,26 @@ static struct chunk *chunk_get(struct capture *c)
 	return ch;
 }
 
+/* Make room for chunk I's checksum in F->sums (queue lock held: workers
+ * write there). */
+static int sums_reserve(struct cfile *f, uint64_t i)
+{
+	size_t ncap;
+	uint64_t *n;
+
+	if (i < f->sums_cap)
+		return 0;
+	ncap = f->sums_cap ? f->sums_cap * 2 : 16;
+	while (ncap <= i)
+		ncap *= 2;
+	n = realloc(f->sums, ncap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	f->sums = n;
+	f->sums_cap = ncap;
+	return 0;
+}
+
 /* Queue a full (or final) chunk; waits while too many are in flight. */
 static int chunk_submit(struct capture *c, struct chunk *ch)
 {
@@ -140,7 +164,7 @@ static int chunk_submit(struct capture *c, struct chunk *ch)
 	pthread_mutex_lock(&c->lock);
 	while (c->inflight >= c->max_inflight && !c->failed)
 		pthread_cond_wait(&c->space, &c->lock);
-	ret = c->failed;
+	ret = c->failed ? c->failed : sums_reserve(&c->files[ch->file_id], ch->offset / c->o->chunk_size);
 	if (!ret) {
 		ch->next = NULL;
 		if (c->tail)
@@ -182,7 +206,7 @@ static int worker_flush(struct worker *w)
 }
 
 /* Checksum, compress and append one chunk to this worker's shard. */
-static int worker_store(struct worker *w, const struct chunk *ch)
+static int worker_store(struct worker *w, struct chunk *ch)
 {
 	const struct opts *o = w->cap->o;
 	struct chunk_hdr h = {
@@ -204,6 +228,7 @@ static int worker_store(struct worker *w, const struct chunk *ch)
 		n = ch->len;
 	}
 	h.stored_len = n;
+	ch->xxh3 = h.xxh3;
 	chunk_hdr_encode(&h, w->out + w->out_used);
 	w->out_used += CHUNK_HDR_SIZE + n;
 	w->seq++;
@@ -239,6 +264,8 @@ static void *worker_main(void *arg)
 		w->busy_ms += now_ms() - t0;
 
 		pthread_mutex_lock(&c->lock);
+		if (!ret)
+			c->files[ch->file_id].sums[ch->offset / c->o->chunk_size] = ch->xxh3;
 		ch->next = c->free_chunks;
 		c->free_chunks = ch;
 		c->inflight--;
@@ -338,11 +365,16 @@ static int add_file(struct capture *c, const char *name, int fd)
 
 	if (c->nfiles == c->cap_files) {
 		size_t ncap = c->cap_files ? c->cap_files * 2 : 64;
-		struct cfile *n = realloc(c->files, ncap * sizeof(*n));
+		struct cfile *n;
 
+		/* Workers store checksums through c->files under the lock. */
+		pthread_mutex_lock(&c->lock);
+		n = realloc(c->files, ncap * sizeof(*n));
+		if (n)
+			c->files = n;
+		pthread_mutex_unlock(&c->lock);
 		if (!n)
 			return -ENOMEM;
-		c->files = n;
 		c->cap_files = ncap;
 	}
 	if (c->nfiles >= UINT32_MAX)
@@ -350,10 +382,8 @@ static int add_file(struct capture *c, const char *name, int fd)
 	f = &c->files[c->nfiles];
 	memset(f, 0, sizeof(*f));
 	f->name = strdup(name);
-	f->hs = XXH3_createState();
-	if (!f->name || !f->hs)
+	if (!f->name)
 		return -ENOMEM;
-	XXH3_64bits_reset(f->hs);
 	f->fd = fd;
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	ev.data.u64 = c->nfiles + 2;
@@ -419,9 +449,6 @@ static int file_eof(struct capture *c, struct cfile *f)
 		pthread_mutex_unlock(&c->lock);
 	}
 	f->cur = NULL;
-	f->xxh3 = XXH3_64bits_digest(f->hs);
-	XXH3_freeState(f->hs);
-	f->hs = NULL;
 	epoll_ctl(c->ep, EPOLL_CTL_DEL, f->fd, NULL);
 	close(f->fd);
 	f->fd = -1;
@@ -462,7 +489,6 @@ static int drain_pipe(struct capture *c, struct cfile *f)
 			fcntl(f->fd, F_SETPIPE_SZ, 1 << 20);
 			f->grown = true;
 		}
-		XXH3_64bits_update(f->hs, f->cur->buf + f->cur->len, n);
 		f->cur->len += n;
 		f->size += n;
 		c->bytes_in += n;
@@ -579,7 +605,7 @@ static int build_manifest(struct capture *c, struct manifest *m)
 		mf->id = f - c->files;
 		mf->size = f->size;
 		mf->chunks = f->chunks;
-		mf->xxh3 = f->xxh3;
+		mf->xxh3 = file_sum(f->sums, f->chunks);
 		m->total_raw += f->size;
 	}
 	free(order);
@@ -689,7 +715,7 @@ static void cleanup(struct capture *c, bool remove_shards)
 		if (c->files[i].cur)
 			free(c->files[i].cur->buf);
 		free(c->files[i].cur);
-		XXH3_freeState(c->files[i].hs);
+		free(c->files[i].sums);
 		free(c->files[i].name);
 	}
 	free(c->files);

@@ -1,6 +1,7 @@
 /*
  * common.c - small pieces the subcommands share: the readiness line, the
- * progress fd, and removing a listening socket when killed.
+ * progress fd, removing a listening socket when killed, and the file checksum
+ * of the manifest.
  */
 #include "streamer.h"
 #include "util.h"
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
 
 static char sock_path[4096];
 
@@ -58,4 +61,24 @@ void progress_write(int fd, const char *json)
 		write_all(fd, json, n);
 		write_all(fd, "\n", 1);
 	}
+}
+
+uint64_t file_sum(const uint64_t *chunk_sums, size_t n)
+{
+	XXH3_state_t st;
+	uint8_t buf[4096];
+	size_t used = 0;
+
+	XXH3_64bits_reset(&st);
+	for (size_t i = 0; i < n; i++) {
+		for (int b = 0; b < 8; b++)
+			buf[used + b] = chunk_sums[i] >> (8 * b);
+		used += 8;
+		if (used == sizeof(buf)) {
+			XXH3_64bits_update(&st, buf, used);
+			used = 0;
+		}
+	}
+	XXH3_64bits_update(&st, buf, used);
+	return XXH3_64bits_digest(&st);
 }

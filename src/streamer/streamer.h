@@ -6,6 +6,7 @@
 #define STASIS_STREAMER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "codec.h"
@@ -41,6 +42,10 @@ void signal_ready(int fd);
 void unlink_on_signal(const char *path);
 /* Write one JSON line to the progress fd (if >= 0); ignores errors. */
 void progress_write(int fd, const char *json);
+
+/* A file's checksum in the manifest (version 2): XXH3-64 of its chunks'
+ * data_xxh3 values, each as 8 little-endian bytes, in offset order. */
+uint64_t file_sum(const uint64_t *chunk_sums, size_t n);
 
 /* A complete checkpoint, opened for reading. */
 struct ckpt {

@@ -130,7 +130,7 @@ TEST(invalid)
 	CHECK_EQ_INT(parse("{"), -EBADMSG);
 	CHECK_EQ_INT(parse("[]"), -EBADMSG);
 	/* Unknown version. */
-	CHECK_EQ_INT(parse("{\"format\":\"stasis-shards\",\"version\":2}"), -ENOTSUP);
+	CHECK_EQ_INT(parse("{\"format\":\"stasis-shards\",\"version\":3}"), -ENOTSUP);
 	/* Totals that do not add up. */
 	CHECK_EQ_INT(parse(HEAD "\"total_raw\":6," SHARDS "\"files\":[" FILE_A "]}"), -EBADMSG);
 	/* A name twice, a path as a name, a shard named for another codec. */
