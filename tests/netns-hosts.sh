@@ -40,7 +40,11 @@ _nofds() {
 	exec "$@"
 }
 
-_has_children() { [ -n "$(_children "$1")" ]; }
+# nsenter ($1, once the subshell exec'ed it) has forked its child: the
+# subshell's own short-lived children ($(ls) in _nofds) must not count.
+_has_children() {
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = nsenter ] && [ -n "$(_children "$1")" ]
+}
 _children() { local c; c=$(cat "/proc/$1/task/$1/children" 2>/dev/null); echo $c; }
 
 host_up() {
