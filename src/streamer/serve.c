@@ -5,8 +5,19 @@
  * same file as often as asked, exists=false for files the checkpoint lacks.
  * Each file CRIU opens is written to its pipe by its own thread (restored
  * tasks read their pages files concurrently), with a helper thread that reads
- * and decompresses up to SLOTS chunks ahead, so decompression overlaps CRIU's
- * reading while memory stays at SLOTS+1 chunk buffers per file being served.
+ * and decompresses chunks ahead into a ring of SLOTS buffers, so
+ * decompression overlaps CRIU's reading while memory stays at SLOTS chunk
+ * buffers per file being served.
+ *
+ * Large files go into the pipe with vmsplice(): the pipe then refers to our
+ * buffer's pages instead of a copy, which saves a copy of every byte (the
+ * largest cost of serving). A buffer must not be rewritten while the pipe
+ * still refers to it: the pipe holds at most pipe_size / page_size buffers,
+ * so once that many buffers have been spliced after a chunk, CRIU has read
+ * all of it, and only then is its slot handed back to the decompressor.
+ * (CRIU read()s its pages; it never splices them on.) Slot buffers are their
+ * own mappings, so unmapping one at the end cannot hand its pages to a later
+ * allocation while the pipe still holds them.
  * Every chunk's checksum is verified before a byte of it reaches CRIU; a bad
  * chunk is fatal (CRIU gets a short pipe and a closed socket, we exit 1). A
  * reader that closes its pipe early (EPIPE) ends only that file.
@@ -23,10 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-#define SLOTS     2
+#define SLOTS     4
 #define SMALL_MAX (64 << 10) /* files served inline: at most the default pipe size */
 
 struct server {
@@ -42,7 +55,9 @@ struct server {
 
 struct slot {
 	uint8_t *buf;
-	int state; /* 0 free, 1 loaded, -errno failed */
+	size_t len;    /* mapping size */
+	int state;     /* 0 free, 1 loaded, -errno failed */
+	uint64_t mark; /* pipe buffers spliced up to the end of this chunk */
 };
 
 struct job {
@@ -105,13 +120,57 @@ static void *prefetch_main(void *arg)
 	return NULL;
 }
 
+/* Hand slot SL back to the decompressor. */
+static void slot_release(struct job *j, struct slot *sl)
+{
+	pthread_mutex_lock(&j->lock);
+	sl->state = 0;
+	pthread_cond_broadcast(&j->cond);
+	pthread_mutex_unlock(&j->lock);
+}
+
+/*
+ * Splice LEN bytes at BUF (page-aligned) into the pipe; *BUFS counts the pipe
+ * buffers used (one per page or part of a page spliced by one call).
+ * Returns 0, -errno, or 1 if vmsplice() cannot be used on this fd at all.
+ */
+static int splice_all(int fd, const uint8_t *buf, size_t len, uint64_t *bufs, size_t page)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		struct iovec iov = {(void *)(buf + done), len - done};
+		ssize_t n = vmsplice(fd, &iov, 1, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return done == 0 && (errno == EINVAL || errno == ENOSYS) ? 1 : -errno;
+		*bufs += (done + n + page - 1) / page - done / page;
+		done += n;
+	}
+	return 0;
+}
+
 static int write_chunks(struct job *j)
 {
 	struct server *s = j->s;
+	int psz = fcntl(j->fd, F_GETPIPE_SZ);
+	size_t page = sysconf(_SC_PAGESIZE), held = 0; /* oldest slot still in the pipe */
+	uint64_t bufs = 0, max_bufs = psz > 0 ? (uint64_t)psz / page : 0;
+	bool use_splice = psz > 0;
 	int ret = 0;
+
+	/* Each chunk but the last must fill the pipe, so that splicing chunk i
+	 * frees chunk i-1's slot and the writer never holds more than one slot
+	 * while it waits for the next (true for every capture unless it used a
+	 * --chunk-size below the pipe size). */
+	for (size_t i = 0; use_splice && i + 1 < j->n; i++)
+		use_splice = j->chunks[i].h.raw_len >= (uint64_t)psz;
 
 	for (size_t i = 0; i < j->n && !ret; i++) {
 		struct slot *sl = &j->slots[i % SLOTS];
+		size_t len = j->chunks[i].h.raw_len;
 
 		pthread_mutex_lock(&j->lock);
 		while (sl->state == 0)
@@ -122,7 +181,11 @@ static int write_chunks(struct job *j)
 			server_fail(s, ret);
 			break;
 		}
-		ret = write_all(j->fd, sl->buf, j->chunks[i].h.raw_len);
+		ret = use_splice ? splice_all(j->fd, sl->buf, len, &bufs, page) : 1;
+		if (ret == 1) {
+			use_splice = false;
+			ret = write_all(j->fd, sl->buf, len);
+		}
 		if (ret == -EPIPE) {
 			log_info("CRIU closed %s before reading all of it", j->f->name);
 			break;
@@ -132,12 +195,19 @@ static int write_chunks(struct job *j)
 			break;
 		}
 		pthread_mutex_lock(&s->lock);
-		s->bytes_out += j->chunks[i].h.raw_len;
+		s->bytes_out += len;
 		pthread_mutex_unlock(&s->lock);
-		pthread_mutex_lock(&j->lock);
-		sl->state = 0;
-		pthread_cond_broadcast(&j->cond);
-		pthread_mutex_unlock(&j->lock);
+		sl->mark = bufs;
+		/* A slot is free once the pipe can no longer hold any of it: a
+		 * full pipe's worth of buffers was spliced after it (or it was
+		 * copied, not spliced). */
+		for (; held <= i; held++) {
+			struct slot *h = &j->slots[held % SLOTS];
+
+			if (use_splice && bufs - h->mark < max_bufs)
+				break;
+			slot_release(j, h);
+		}
 	}
 	pthread_mutex_lock(&j->lock);
 	j->stop = true;
@@ -157,8 +227,14 @@ static void *serve_file_main(void *arg)
 	for (size_t i = 0; i < j->n; i++)
 		if (j->chunks[i].h.raw_len > maxraw)
 			maxraw = j->chunks[i].h.raw_len;
-	for (size_t i = 0; i < nslots; i++)
-		ok &= (j->slots[i].buf = malloc(maxraw)) != NULL;
+	for (size_t i = 0; i < nslots; i++) {
+		void *p = mmap(NULL, maxraw, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		               -1, 0);
+
+		j->slots[i].buf = p == MAP_FAILED ? NULL : p;
+		j->slots[i].len = maxraw;
+		ok &= j->slots[i].buf != NULL;
+	}
 	if (!ok) {
 		log_err("%s: out of memory", j->f->name);
 		server_fail(s, -ENOMEM);
@@ -171,8 +247,11 @@ static void *serve_file_main(void *arg)
 		}
 	}
 	close(j->fd);
+	/* The pipe may still refer to pages of these buffers: unmapping keeps
+	 * those pages alive for it, and nothing else can reuse them. */
 	for (size_t i = 0; i < nslots; i++)
-		free(j->slots[i].buf);
+		if (j->slots[i].buf)
+			munmap(j->slots[i].buf, j->slots[i].len);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
 	free(j);
