@@ -105,7 +105,8 @@ else
 	echo "# daemon_killed_dump: the orphaned dump completed; job is $st"
 	check daemon_killed_job_not_shown_running test "$st" != JOB_RUNNING
 	check daemon_killed_images_complete test -e "$T/d1/manifest.json"
-	check daemon_killed_restorable sd restore job d1 -d "$T/d1"
+	check daemon_killed_checkpoint_recorded test "$(job_field d1 checkpoint)" = "$T/d1"
+	check daemon_killed_restorable sd restore job d1
 	check daemon_killed_restored_memory_intact verified d1
 	sd kill d1 >/dev/null 2>&1
 fi
