@@ -1171,7 +1171,7 @@ def report(env, args, summary, rows, meta):
                  f"{max(r['load1'] for r in rows):.2f}. Elapsed {meta['elapsed_s']} s.")
     lines += ["", "Medians of the successful runs, (min-max) when more than one; "
               "x plain = median / plain CRIU's median on the same case in the same run.", ""]
-    hdr = ("| workload | GiB | system | ok | dump wall s | x plain | frozen s | dump CPU s/GiB "
+    hdr = ("| workload | GiB | system | ok | dump wall s | x plain | CRIU frozen s | dump CPU s/GiB "
            "| stored MiB | ratio | restore wall s | x plain | restore CPU s/GiB "
            "| streamer RSS MiB dump/restore | daemon RSS MiB |")
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
@@ -1194,8 +1194,9 @@ def report(env, args, summary, rows, meta):
             f"| {fmt(s.get('restore_cpu_per_gib'))} | {srss} | {drss} |")
     lines += ["", "Columns: dump wall = until the checkpoint is complete (plain: criu exits; "
               "plain+lz4: archive written; stream/stasis: criu and streamer both exited, shards "
-              "fsync'ed, manifest written). frozen = CRIU's own 'Frozen time' (the job is "
-              "stopped from freeze to kill). CPU = criu + streamer (+ daemon) + tar/lz4 + the "
+              "fsync'ed, manifest written). CRIU frozen = CRIU's own 'Frozen time' (from "
+              "freezing the tree until CRIU is done with it; every dump here ends the job, so "
+              "the job is out of service for the whole dump wall time and until restored). CPU = criu + streamer (+ daemon) + tar/lz4 + the "
               "parasite's time in the dumped root task, per GiB of raw image. restore wall "
               "= until criu restore -d returns (plain+lz4: after lz4 -d | tar x). ratio = raw "
               "image bytes / stored bytes. RSS = peak (max over runs).", ""]
