@@ -39,7 +39,8 @@
 #define OUT_FLUSH (1u << 20) /* a worker writes its shard in pieces of ~1 MiB */
 /* Start writeback of a shard every this many bytes, so the disk works while
  * we capture and the final fsync has little left to wait for. */
-#define WB_STEP (8u << 20)
+#define WB_STEP   (8u << 20)
+#define PROBE_LEN (64u << 10) /* sample size for the incompressibility test */
 
 struct chunk {
 	struct chunk *next;
@@ -74,6 +75,8 @@ struct worker {
 	struct codec_ctx *ctx;
 	uint8_t *out;
 	size_t out_cap, out_used;
+	uint8_t *probe; /* output of the incompressibility samples */
+	size_t probe_cap;
 	uint32_t seq;
 	uint64_t bytes_in, bytes_out, busy_ms;
 	uint64_t wb_done; /* shard bytes whose writeback was started */
@@ -164,7 +167,8 @@ static int chunk_submit(struct capture *c, struct chunk *ch)
 	pthread_mutex_lock(&c->lock);
 	while (c->inflight >= c->max_inflight && !c->failed)
 		pthread_cond_wait(&c->space, &c->lock);
-	ret = c->failed ? c->failed : sums_reserve(&c->files[ch->file_id], ch->offset / c->o->chunk_size);
+	ret = c->failed ? c->failed
+	                : sums_reserve(&c->files[ch->file_id], ch->offset / c->o->chunk_size);
 	if (!ret) {
 		ch->next = NULL;
 		if (c->tail)
@@ -182,19 +186,16 @@ static int chunk_submit(struct capture *c, struct chunk *ch)
 	return ret;
 }
 
-static int worker_flush(struct worker *w)
+/* Append LEN bytes to the shard; start writeback every WB_STEP bytes. */
+static int shard_write(struct worker *w, const void *buf, size_t len)
 {
-	int ret;
+	int ret = write_all(w->fd, buf, len);
 
-	if (!w->out_used)
-		return 0;
-	ret = write_all(w->fd, w->out, w->out_used);
 	if (ret) {
 		log_err("shard %s: write failed: %s", w->path, strerror(-ret));
 		return ret;
 	}
-	w->bytes_out += w->out_used;
-	w->out_used = 0;
+	w->bytes_out += len;
 	if (w->bytes_out - w->wb_done >= WB_STEP) {
 		/* Asynchronous: queues the dirty pages for writeback and returns.
 		 * A failure is harmless here; the final fsync reports real errors. */
@@ -203,6 +204,37 @@ static int worker_flush(struct worker *w)
 		w->wb_done = w->bytes_out;
 	}
 	return 0;
+}
+
+static int worker_flush(struct worker *w)
+{
+	int ret = w->out_used ? shard_write(w, w->out, w->out_used) : 0;
+
+	if (!ret)
+		w->out_used = 0;
+	return ret;
+}
+
+/*
+ * Random-looking data (compressed or encrypted memory) does not shrink, and
+ * compressing it costs a full pass for nothing: if two samples of a large
+ * chunk (its start and its middle) do not shrink, store the chunk raw.
+ */
+static bool looks_incompressible(struct worker *w, const struct chunk *ch)
+{
+	const struct codec *cd = &w->cap->o->codec;
+	size_t at[2] = {0, (ch->len / 2) & ~(size_t)4095};
+
+	if (cd->id == CODEC_NONE || ch->len < 4 * PROBE_LEN)
+		return false;
+	for (int i = 0; i < 2; i++) {
+		ssize_t n = codec_compress(w->ctx, cd, ch->buf + at[i], PROBE_LEN, w->probe,
+		                           w->probe_cap);
+
+		if (n >= 0 && n < PROBE_LEN - PROBE_LEN / 32)
+			return false;
+	}
+	return true;
 }
 
 /* Checksum, compress and append one chunk to this worker's shard. */
@@ -218,22 +250,29 @@ static int worker_store(struct worker *w, struct chunk *ch)
 	        .xxh3 = XXH3_64bits(ch->buf, ch->len),
 	};
 	uint8_t *dst = w->out + w->out_used + CHUNK_HDR_SIZE;
-	ssize_t n = codec_compress(w->ctx, &o->codec, ch->buf, ch->len, dst,
-	                           w->out_cap - w->out_used - CHUNK_HDR_SIZE);
+	ssize_t n = looks_incompressible(w, ch)
+	                    ? -1
+	                    : codec_compress(w->ctx, &o->codec, ch->buf, ch->len, dst,
+	                                     w->out_cap - w->out_used - CHUNK_HDR_SIZE);
+	int ret = 0;
 
-	/* Data that does not shrink is stored as is: cheaper to serve. */
-	if (n < 0 || (size_t)n >= ch->len) {
-		h.codec = CODEC_NONE;
-		memcpy(dst, ch->buf, ch->len);
-		n = ch->len;
-	}
-	h.stored_len = n;
 	ch->xxh3 = h.xxh3;
-	chunk_hdr_encode(&h, w->out + w->out_used);
-	w->out_used += CHUNK_HDR_SIZE + n;
 	w->seq++;
 	w->bytes_in += ch->len;
-	return w->out_used >= OUT_FLUSH ? worker_flush(w) : 0;
+	if (n >= 0 && (size_t)n < ch->len) {
+		h.stored_len = n;
+		chunk_hdr_encode(&h, w->out + w->out_used);
+		w->out_used += CHUNK_HDR_SIZE + n;
+		return w->out_used >= OUT_FLUSH ? worker_flush(w) : 0;
+	}
+	/* Data that does not shrink is stored as is (cheaper to serve), written
+	 * straight from the chunk buffer rather than copied. */
+	h.codec = CODEC_NONE;
+	h.stored_len = ch->len;
+	chunk_hdr_encode(&h, w->out + w->out_used);
+	w->out_used += CHUNK_HDR_SIZE;
+	ret = worker_flush(w);
+	return ret ? ret : shard_write(w, ch->buf, ch->len);
 }
 
 static void *worker_main(void *arg)
@@ -349,7 +388,9 @@ static int open_shards(struct capture *c)
 		w->ctx = codec_ctx_new();
 		w->out_cap = OUT_FLUSH + CHUNK_HDR_SIZE + codec_bound(o->codec.id, o->chunk_size);
 		w->out = malloc(w->out_cap);
-		if (!w->ctx || !w->out)
+		w->probe_cap = codec_bound(o->codec.id, PROBE_LEN);
+		w->probe = malloc(w->probe_cap);
+		if (!w->ctx || !w->out || !w->probe)
 			return -ENOMEM;
 		shard_hdr_encode(&sh, hdr);
 		memcpy(w->out, hdr, sizeof(hdr));
@@ -732,6 +773,7 @@ static void cleanup(struct capture *c, bool remove_shards)
 			unlink(w->path);
 		codec_ctx_free(w->ctx);
 		free(w->out);
+		free(w->probe);
 	}
 	free(c->workers);
 	while (c->free_chunks) {
