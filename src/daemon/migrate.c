@@ -223,10 +223,16 @@ int migrate_init(const struct migrate_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
-static void reply(struct api_resp *rs, int code, json_t *out, const char *err)
+static void reply(struct api_resp *rs, int code, json_t *out, char *err)
 {
 	rs->status = code;
 	rs->json = code >= 300 ? json_pack("{s:s}", "error", err) : out;
+	/* JSON strings must be UTF-8: an ID from the URL may not be. */
+	for (char *p = err; !rs->json && *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	if (!rs->json)
+		rs->json = json_pack("{s:s}", "error", err);
 }
 
 void migrate_h_job(const struct api_req *rq, struct api_resp *rs, const char *id)
