@@ -228,10 +228,10 @@ static void reply(struct api_resp *rs, int code, json_t *out, char *err)
 	rs->status = code;
 	rs->json = code >= 300 ? json_pack("{s:s}", "error", err) : out;
 	/* JSON strings must be UTF-8: an ID from the URL may not be. */
-	for (char *p = err; !rs->json && *p; p++)
+	for (char *p = err; code >= 300 && !rs->json && *p; p++)
 		if ((unsigned char)*p >= 0x80)
 			*p = '?';
-	if (!rs->json)
+	if (code >= 300 && !rs->json)
 		rs->json = json_pack("{s:s}", "error", err);
 }
 
