@@ -96,11 +96,24 @@ pid = None
 while time.time() < end and not pid:
     pid = streamer()
     time.sleep(0.001)
-while pid and time.time() < end and not ready():
-    time.sleep(0.0005)
-if not pid or not ready():
+if not pid:
     sys.exit(1)
-os.kill(pid, signal.SIGSTOP)
+if cond.startswith('pid:'):
+    # Hold the streamer at once and let it run in 2 ms steps until CRIU has
+    # forked the task: the window is found even on a loaded machine.
+    os.kill(pid, signal.SIGSTOP)
+    while time.time() < end and not ready():
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.002)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.01)
+else:
+    while time.time() < end and not ready():
+        time.sleep(0.0005)
+    os.kill(pid, signal.SIGSTOP)
+if not ready():
+    os.kill(pid, signal.SIGCONT)
+    sys.exit(1)
 print(pid)
 PYEOF
 }
