@@ -7,15 +7,16 @@
  *
  * Input: byte 0 picks the caller (0: root, 1: uid 4242, 2: uid 4243, other:
  * 4242), then "METHOD PATH[?K=V&...]\n", then the body. The state holds job
- * "a" of uid 4242 and job "b" of uid 4243, both ended, so no endpoint can
+ * "alpha" of uid 4242 and job "bravo" of uid 4243, both ended, so no endpoint can
  * start, signal or dump a process. To keep every input harmless, requests
  * that would act on the machine are bent or skipped: exec always asks for the
- * taken ID "a" (so it ends in 409 after all its checks), root's restore with a
+ * taken ID "alpha" (so it ends in 409 after all its checks), root's restore with a
  * "dir" and root's shutdown are skipped, and so is /v1/check (runs CRIU).
  *
  * Checked on every input: a known HTTP status, an "error" message on every
- * failure, no descriptor leaked, and isolation: uid 4243 gets 404 for
- * anything under /v1/jobs/a and never sees "a" in a list (and 4242 never "b").
+ * failure, no descriptor leaked, and isolation: whatever uid 4243 asks about
+ * /v1/jobs/alpha gets exactly the answer it gets about a job that does not exist,
+ * and it never sees "alpha" in a list (nor 4242 "bravo").
  */
 #include <dirent.h>
 #include <ftw.h>
@@ -34,6 +35,10 @@
 #include "log.h"
 
 #define MAXQ 8
+/* Job IDs of the fixture; ABSENT is never created. Same lengths on purpose. */
+#define JOB_A  "alpha"
+#define JOB_B  "bravo"
+#define ABSENT "zulu0"
 
 static char state[64];
 static const uid_t uids[] = { 0, 4242, 4243 };
@@ -151,7 +156,7 @@ static bool harmless(uid_t uid, const char *m, const char *path, json_t *body)
 	if (!uid && strstr(path, "/restore") && json_object_get(body, "dir"))
 		return false;
 	if (!strcmp(m, "POST") && !strcmp(path, "/v1/jobs") && json_is_object(body))
-		json_object_set_new(body, "id", json_string("a"));
+		json_object_set_new(body, "id", json_string(JOB_A));
 	return true;
 }
 
@@ -170,7 +175,7 @@ static void check(uid_t uid, const char *m, const char *path, const struct api_r
 {
 	static const int ok[] = { 200, 201, 400, 403, 404, 409, 413, 500 };
 	bool known = false;
-	const char *other = uid == 4243 ? "a" : "b";
+	const char *other = uid == 4243 ? JOB_A : JOB_B;
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		known |= rs->status == ok[i];
@@ -180,14 +185,54 @@ static void check(uid_t uid, const char *m, const char *path, const struct api_r
 		abort();
 	if (!uid)
 		return;
-	/* Isolation: the other user's job does not exist for this caller. */
-	if (!strncmp(path, "/v1/jobs/", 9) && !strncmp(path + 9, other, 1) &&
-	    (path[10] == '\0' || path[10] == '/') && rs->status != 404)
-		abort();
 	if (!strcmp(m, "GET") && rs->status == 200 && rs->json &&
 	    (listed(json_object_get(rs->json, "jobs"), "id", other) ||
 	     listed(json_object_get(rs->json, "checkpoints"), "job", other)))
 		abort();
+}
+
+/* Is PATH about job JOB_A (/v1/jobs/ID or /v1/jobs/ID/...)? */
+static bool about_a(const char *path)
+{
+	size_t n = 9 + strlen(JOB_A);
+
+	return !strncmp(path, "/v1/jobs/" JOB_A, n) && (path[n] == '\0' || path[n] == '/');
+}
+
+/*
+ * Isolation: for uid 4243, uid 4242's job JOB_A must not exist. The same
+ * request about a job that really does not exist (ABSENT) must get the same
+ * status and message (with the ID swapped): no answer may tell them apart.
+ */
+static void same_as_absent(const struct api_req *rq, const struct api_resp *rs)
+{
+	struct api_req r2 = *rq;
+	struct api_resp rs2;
+	char path[4096], *want = NULL, *got = NULL;
+	const char *e1, *e2;
+
+	snprintf(path, sizeof(path), "/v1/jobs/" ABSENT "%s", rq->path + 9 + strlen(JOB_A));
+	r2.path = path;
+	memset(&rs2, 0, sizeof(rs2));
+	api_handle(&r2, &rs2);
+	e1 = json_string_value(json_object_get(rs->json, "error"));
+	e2 = json_string_value(json_object_get(rs2.json, "error"));
+	if (e2) {
+		/* The message for ABSENT, as it would read for JOB_A. */
+		want = strdup(e2);
+		for (char *p = want; (p = strstr(p, ABSENT)); p++)
+			memcpy(p, JOB_A, strlen(JOB_A)); /* same length */
+	}
+	got = e1 ? strdup(e1) : NULL;
+	if (rs->status != rs2.status || !want != !got || (want && strcmp(want, got))) {
+		fprintf(stderr, "job a answered %d \"%s\", absent job %d \"%s\"\n", rs->status,
+			got ? got : "", rs2.status, want ? want : "");
+		abort();
+	}
+	free(want);
+	free(got);
+	json_decref(rs2.json);
+	free(rs2.raw);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -202,8 +247,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1 || size > (64 << 10))
 		return 0;
-	ensure_job("a", 4242);
-	ensure_job("b", 4243);
+	ensure_job(JOB_A, 4242);
+	ensure_job(JOB_B, 4243);
 	before = count_fds();
 	cr.uid = cr.gid = uids[data[0] < 3 ? data[0] : 1];
 	text = strndup((const char *)data + 1, size - 1);
@@ -238,6 +283,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		memset(&rs, 0, sizeof(rs));
 		api_handle(&rq, &rs);
 		check(cr.uid, rq.method, rq.path, &rs);
+		/* (A request naming ABSENT itself cannot be compared that way.) */
+		if (cr.uid == 4243 && about_a(rq.path) &&
+		    !memmem(data, size, ABSENT, strlen(ABSENT)))
+			same_as_absent(&rq, &rs);
 		json_decref(rs.json);
 		free(rs.raw);
 	}

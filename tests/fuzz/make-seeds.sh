@@ -91,18 +91,18 @@ api '\x01GET /v1/version\n' version
 api '\x01GET /v1/jobs\n' list
 api '\x02GET /v1/jobs\n' list-other
 api '\x00GET /v1/jobs\n' list-root
-api '\x01GET /v1/jobs/a\n' get
-api '\x02GET /v1/jobs/a\n' get-other
-api '\x01GET /v1/jobs/a/logs?offset=-10\n' logs
-api '\x01POST /v1/jobs/a/kill\n{"signal":"TERM"}' kill
-api '\x01POST /v1/jobs/a/kill\n{"signal":9}' kill-num
-api '\x01POST /v1/jobs/a/dump\n{"dir":"/nonexistent/x","stream":4,"codec":"zstd:3","leave_running":true}' dump
-api '\x01POST /v1/jobs/a/dump\n{"dir":"/nonexistent/x","external":["tty[1:2]"],"tcp_close":true}' dump-ext
-api '\x01POST /v1/jobs/a/restore\n{"stream":2}' restore
-api '\x01POST /v1/jobs/a/restore\n{"dir":"/nonexistent/y"}' restore-dir
-api '\x01DELETE /v1/jobs/a?force=1\n' rm
-api '\x01POST /v1/jobs\n{"id":"a","cmd":"sleep 1","workdir":"/tmp","env":["A=B"]}' exec
-api '\x01GET /v1/checkpoints?job=a\n' checkpoints
+api '\x01GET /v1/jobs/alpha\n' get
+api '\x02GET /v1/jobs/alpha\n' get-other
+api '\x01GET /v1/jobs/alpha/logs?offset=-10\n' logs
+api '\x01POST /v1/jobs/alpha/kill\n{"signal":"TERM"}' kill
+api '\x01POST /v1/jobs/alpha/kill\n{"signal":9}' kill-num
+api '\x01POST /v1/jobs/alpha/dump\n{"dir":"/nonexistent/x","stream":4,"codec":"zstd:3","leave_running":true}' dump
+api '\x01POST /v1/jobs/alpha/dump\n{"dir":"/nonexistent/x","external":["tty[1:2]"],"tcp_close":true}' dump-ext
+api '\x01POST /v1/jobs/alpha/restore\n{"stream":2}' restore
+api '\x01POST /v1/jobs/alpha/restore\n{"dir":"/nonexistent/y"}' restore-dir
+api '\x01DELETE /v1/jobs/alpha?force=1\n' rm
+api '\x01POST /v1/jobs\n{"id":"alpha","cmd":"sleep 1","workdir":"/tmp","env":["A=B"]}' exec
+api '\x01GET /v1/checkpoints?job=alpha\n' checkpoints
 api '\x01POST /v1/shutdown\n' shutdown
 api '\x01GET /v1/jobs/../../etc/passwd\n' traversal
 echo "seeds: $n checkpoints -> $out"
