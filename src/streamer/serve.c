@@ -55,6 +55,7 @@ struct server {
 
 struct slot {
 	uint8_t *buf;
+	void *map;     /* the mapping holding buf */
 	size_t len;    /* mapping size */
 	int state;     /* 0 free, 1 loaded, -errno failed */
 	uint64_t mark; /* pipe buffers spliced up to the end of this chunk */
@@ -216,6 +217,25 @@ static int write_chunks(struct job *j)
 	return ret;
 }
 
+/*
+ * A slot buffer: its own mapping, on huge pages where the system allows it
+ * (decompression and vmsplice's page pinning then touch 1 page table entry
+ * per 2 MiB instead of 512).
+ */
+static int slot_map(struct slot *sl, size_t size)
+{
+	size_t huge = 2u << 20, len = (size + huge - 1) / huge * huge + huge;
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	sl->map = p;
+	sl->len = len;
+	sl->buf = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+	madvise(sl->buf, len - huge, MADV_HUGEPAGE); /* advice only */
+	return 0;
+}
+
 static void *serve_file_main(void *arg)
 {
 	struct job *j = arg;
@@ -227,14 +247,8 @@ static void *serve_file_main(void *arg)
 	for (size_t i = 0; i < j->n; i++)
 		if (j->chunks[i].h.raw_len > maxraw)
 			maxraw = j->chunks[i].h.raw_len;
-	for (size_t i = 0; i < nslots; i++) {
-		void *p = mmap(NULL, maxraw, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		               -1, 0);
-
-		j->slots[i].buf = p == MAP_FAILED ? NULL : p;
-		j->slots[i].len = maxraw;
-		ok &= j->slots[i].buf != NULL;
-	}
+	for (size_t i = 0; i < nslots; i++)
+		ok &= slot_map(&j->slots[i], maxraw) == 0;
 	if (!ok) {
 		log_err("%s: out of memory", j->f->name);
 		server_fail(s, -ENOMEM);
@@ -250,8 +264,8 @@ static void *serve_file_main(void *arg)
 	/* The pipe may still refer to pages of these buffers: unmapping keeps
 	 * those pages alive for it, and nothing else can reuse them. */
 	for (size_t i = 0; i < nslots; i++)
-		if (j->slots[i].buf)
-			munmap(j->slots[i].buf, j->slots[i].len);
+		if (j->slots[i].map)
+			munmap(j->slots[i].map, j->slots[i].len);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
 	free(j);
