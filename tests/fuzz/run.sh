@@ -14,9 +14,14 @@ make -s fuzz >/dev/null || { echo "FAIL fuzz build"; exit 1; }
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=($(ls build-fuzz/ | sed -n 's/^\(fuzz_[a-z_]*\)$/\1/p'))
 seeds=build-fuzz/seeds
-if [ ! -d "$seeds/fuzz_api" ] || [ -n "${FUZZ_RESEED:-}" ]; then
+# Seeds come from the current streamer: make them again when it or the seed
+# script changed (or FUZZ_RESEED is set).
+if [ ! -e "$seeds/.stamp" ] || [ -n "${FUZZ_RESEED:-}" ] ||
+	[ tests/fuzz/make-seeds.sh -nt "$seeds/.stamp" ] ||
+	[ "${STASIS_BUILD:-build}/stasis-streamer" -nt "$seeds/.stamp" ]; then
 	rm -rf "$seeds"
 	tests/fuzz/make-seeds.sh "$seeds" >/dev/null || { echo "FAIL fuzz seeds"; exit 1; }
+	touch "$seeds/.stamp"
 fi
 # Stop at the first problem of any sanitizer; libFuzzer checks leaks itself.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
