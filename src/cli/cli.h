@@ -52,12 +52,23 @@ char *abs_path(const char *path);
 const char *state_dir_default(void);
 /* Directory of this executable (for finding stasisd and stasis-streamer). */
 const char *self_dir(void);
+/* "/v1/jobs/<ID escaped>SUFFIX" into BUF (SUFFIX: "/dump", "?force=1", "" ...). */
+void job_path(char *buf, size_t len, const char *id, const char *suffix);
+/* Print J indented, and a newline: what --json prints. */
+void print_json(json_t *j);
+/* Check a --stream ARG (a shard count, 1 to 64) and put it into REQ as "stream".
+ * 0, or -1 with a message. */
+int parse_stream_arg(const char *arg, json_t *req);
 /* Print human byte count into BUF. */
 const char *human_bytes(double n, char *buf, size_t len);
 
 /* A progress line on stderr (a terminal only) while a dump or restore of ID runs. */
 void progress_start(const char *id);
 void progress_stop(void);
+/* POST REQ to OP_PATH like api() (errors printed), showing the progress line of
+ * job ID while it runs when WITH_LINE. */
+int api_with_progress(const char *id, bool with_line, const char *op_path, json_t *req,
+                      struct reply *r);
 
 /* The job ID after the options: "job ID" or "ID". 0 or -1. */
 int parse_job_arg(int argc, char **argv, int optind_, const char **id);

@@ -169,6 +169,33 @@ char *url_escape(const char *s)
 	return out;
 }
 
+void job_path(char *buf, size_t len, const char *id, const char *suffix)
+{
+	char *esc = url_escape(id);
+
+	snprintf(buf, len, "/v1/jobs/%s%s", esc, suffix);
+	free(esc);
+}
+
+void print_json(json_t *j)
+{
+	json_dumpf(j, stdout, JSON_INDENT(2));
+	putchar('\n');
+}
+
+int parse_stream_arg(const char *arg, json_t *req)
+{
+	char *end;
+	long n = strtol(arg, &end, 10);
+
+	if (*end || n < 1 || n > 64) {
+		die_msg("--stream wants a shard count from 1 to 64, got '%s'", arg);
+		return -1;
+	}
+	json_object_set_new(req, "stream", json_integer(n));
+	return 0;
+}
+
 char *abs_path(const char *path)
 {
 	char cwd[PATH_MAX], *out;

@@ -93,10 +93,8 @@ int cmd_check(int argc, char **argv)
 			                        : "MISSING",
 			       name, json_string_value(json_object_get(ck, "detail")));
 	}
-	if (as_json) {
-		json_dumpf(r.json, stdout, JSON_INDENT(2));
-		putchar('\n');
-	}
+	if (as_json)
+		print_json(r.json);
 	reply_free(&r);
 	return bad;
 }

@@ -57,8 +57,7 @@ int cmd_checkpoints(int argc, char **argv)
 		return 1;
 	arr = json_object_get(r.json, "checkpoints");
 	if (as_json) {
-		json_dumpf(arr, stdout, JSON_INDENT(2));
-		putchar('\n');
+		print_json(arr);
 		reply_free(&r);
 		return 0;
 	}

@@ -57,10 +57,9 @@ int cmd_dump(int argc, char **argv)
 	const char *dir = NULL, *id = NULL;
 	json_t *req = json_object(), *ext = json_array();
 	bool as_json = false;
-	char path[512], *esc, *dabs, *end;
+	char path[512], *dabs;
 	struct reply r;
 	int c, ret;
-	long n;
 
 	while ((c = getopt_long(argc, argv, "d:fh", opts, NULL)) != -1) {
 		switch (c) {
@@ -68,13 +67,8 @@ int cmd_dump(int argc, char **argv)
 			dir = optarg;
 			break;
 		case 's':
-			n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64) {
-				die_msg("--stream wants a shard count from 1 to 64, got '%s'",
-				        optarg);
+			if (parse_stream_arg(optarg, req))
 				return 2;
-			}
-			json_object_set_new(req, "stream", json_integer(n));
 			break;
 		case 'c':
 			json_object_set_new(req, "codec", json_string(optarg));
@@ -116,18 +110,11 @@ int cmd_dump(int argc, char **argv)
 	json_object_set_new(req, "dir", json_string(dabs));
 	if (json_array_size(ext))
 		json_object_set(req, "external", ext);
-	esc = url_escape(id);
-	snprintf(path, sizeof(path), "/v1/jobs/%s/dump", esc);
-	if (!as_json)
-		progress_start(id);
-	ret = api_quiet("POST", path, req, &r);
-	progress_stop();
-	if (ret)
-		report_error(&r);
+	job_path(path, sizeof(path), id, "/dump");
+	ret = api_with_progress(id, !as_json, path, req, &r);
 	if (!ret) {
 		if (as_json) {
-			json_dumpf(r.json, stdout, JSON_INDENT(2));
-			putchar('\n');
+			print_json(r.json);
 		} else {
 			char *stats = json_dumps(json_object_get(r.json, "stats"),
 			                         JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -140,7 +127,6 @@ int cmd_dump(int argc, char **argv)
 	reply_free(&r);
 	json_decref(req);
 	json_decref(ext);
-	free(esc);
 	free(dabs);
 	return ret ? 1 : 0;
 }

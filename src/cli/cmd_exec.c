@@ -119,7 +119,7 @@ int cmd_exec(int argc, char **argv)
 	ret = api("POST", "/v1/jobs", req, &r);
 	if (!ret) {
 		if (as_json)
-			json_dumpf(r.json, stdout, JSON_INDENT(2)), putchar('\n');
+			print_json(r.json);
 		else
 			printf("Success JobID=%s PID=%lld\n",
 			       json_string_value(json_object_get(r.json, "id")),

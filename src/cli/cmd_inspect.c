@@ -76,8 +76,7 @@ static int plain(const char *dir, bool as_json)
 	                marker != NULL, "image_bytes", (json_int_t)total, "files", files, "record",
 	                marker ? json_loads(marker, 0, NULL) : json_null());
 	if (as_json) {
-		json_dumpf(out, stdout, JSON_INDENT(2));
-		putchar('\n');
+		print_json(out);
 	} else {
 		size_t i;
 		json_t *f;

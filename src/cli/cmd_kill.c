@@ -23,7 +23,7 @@ int cmd_kill(int argc, char **argv)
 	        {NULL, 0, NULL, 0},
 	};
 	const char *sig = "KILL", *id;
-	char path[512], *esc;
+	char path[512];
 	struct reply r;
 	json_t *req;
 	int c, ret;
@@ -46,8 +46,7 @@ int cmd_kill(int argc, char **argv)
 		return 2;
 	}
 	req = json_pack("{s:s}", "signal", sig);
-	esc = url_escape(id);
-	snprintf(path, sizeof(path), "/v1/jobs/%s/kill", esc);
+	job_path(path, sizeof(path), id, "/kill");
 	ret = api("POST", path, req, &r);
 	if (!ret)
 		printf("Success JobID=%s Signal=%lld Status=%s\n", id,
@@ -56,6 +55,5 @@ int cmd_kill(int argc, char **argv)
 		               json_object_get(json_object_get(r.json, "job"), "status")));
 	reply_free(&r);
 	json_decref(req);
-	free(esc);
 	return ret ? 1 : 0;
 }

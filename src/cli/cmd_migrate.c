@@ -61,10 +61,9 @@ int cmd_migrate(int argc, char **argv)
 	const char *id = NULL, *to = NULL, *token_file = getenv("STASIS_TOKEN_FILE");
 	json_t *req = json_object();
 	bool as_json = false;
-	char path[512], *esc, *end;
+	char path[512];
 	struct reply r;
 	int c, ret;
-	long n;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -72,14 +71,10 @@ int cmd_migrate(int argc, char **argv)
 			to = optarg;
 			break;
 		case 's':
-			n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64) {
-				die_msg("--stream wants a shard count from 1 to 64, got '%s'",
-				        optarg);
+			if (parse_stream_arg(optarg, req)) {
 				json_decref(req);
 				return 2;
 			}
-			json_object_set_new(req, "stream", json_integer(n));
 			break;
 		case 'c':
 			json_object_set_new(req, "codec", json_string(optarg));
@@ -111,19 +106,16 @@ int cmd_migrate(int argc, char **argv)
 		json_decref(req);
 		return 1;
 	}
-	esc = url_escape(id);
-	snprintf(path, sizeof(path), "/v1/jobs/%s/migrate", esc);
+	job_path(path, sizeof(path), id, "/migrate");
 	ret = api("POST", path, req, &r);
 	if (!ret) {
 		if (as_json) {
-			json_dumpf(r.json, stdout, JSON_INDENT(2));
-			putchar('\n');
+			print_json(r.json);
 		} else {
 			print_result(r.json);
 		}
 	}
 	reply_free(&r);
 	json_decref(req);
-	free(esc);
 	return ret ? 1 : 0;
 }

@@ -66,8 +66,7 @@ int cmd_ps(int argc, char **argv)
 		return 1;
 	jobs = json_object_get(r.json, "jobs");
 	if (as_json) {
-		json_dumpf(jobs, stdout, JSON_INDENT(2));
-		putchar('\n');
+		print_json(jobs);
 		reply_free(&r);
 		return 0;
 	}

@@ -105,8 +105,7 @@ int cmd_push(int argc, char **argv)
 	ret = api("POST", "/v1/push", req, &r);
 	if (!ret) {
 		if (as_json) {
-			json_dumpf(r.json, stdout, JSON_INDENT(2));
-			putchar('\n');
+			print_json(r.json);
 		} else {
 			printf("Success job=%s target=%s checkpoint=%s bytes=%s\n",
 			       json_string_value(json_object_get(r.json, "job")),

@@ -38,16 +38,14 @@ static void kill_jobs(void)
 	{
 		const char *st = json_string_value(json_object_get(j, "status"));
 		const char *id = json_string_value(json_object_get(j, "id"));
-		char path[600], *esc;
+		char path[600];
 
 		if (!st || strcmp(st, "JOB_RUNNING"))
 			continue;
-		esc = url_escape(id);
-		snprintf(path, sizeof(path), "/v1/jobs/%s/kill", esc);
+		job_path(path, sizeof(path), id, "/kill");
 		if (!api("POST", path, NULL, &k))
 			printf("killed job %s\n", id);
 		reply_free(&k);
-		free(esc);
 	}
 	reply_free(&r);
 }

@@ -31,10 +31,9 @@ int cmd_restore(int argc, char **argv)
 	const char *id = NULL;
 	json_t *req = json_object();
 	bool as_json = false;
-	char path[512], *esc, *dabs, *end;
+	char path[512], *dabs;
 	struct reply r;
 	int c, ret;
-	long n;
 
 	while ((c = getopt_long(argc, argv, "d:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -44,13 +43,8 @@ int cmd_restore(int argc, char **argv)
 			free(dabs);
 			break;
 		case 's':
-			n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 64) {
-				die_msg("--stream wants a shard count from 1 to 64, got '%s'",
-				        optarg);
+			if (parse_stream_arg(optarg, req))
 				return 2;
-			}
-			json_object_set_new(req, "stream", json_integer(n));
 			break;
 		case 'j':
 			as_json = true;
@@ -67,18 +61,11 @@ int cmd_restore(int argc, char **argv)
 		die_msg("usage: stasis restore job ID [-d DIR] [--stream N]");
 		return 2;
 	}
-	esc = url_escape(id);
-	snprintf(path, sizeof(path), "/v1/jobs/%s/restore", esc);
-	if (!as_json)
-		progress_start(id);
-	ret = api_quiet("POST", path, req, &r);
-	progress_stop();
-	if (ret)
-		report_error(&r);
+	job_path(path, sizeof(path), id, "/restore");
+	ret = api_with_progress(id, !as_json, path, req, &r);
 	if (!ret) {
 		if (as_json) {
-			json_dumpf(r.json, stdout, JSON_INDENT(2));
-			putchar('\n');
+			print_json(r.json);
 		} else {
 			char *stats = json_dumps(json_object_get(r.json, "stats"),
 			                         JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -90,6 +77,5 @@ int cmd_restore(int argc, char **argv)
 	}
 	reply_free(&r);
 	json_decref(req);
-	free(esc);
 	return ret ? 1 : 0;
 }

@@ -25,7 +25,7 @@ int cmd_rm(int argc, char **argv)
 	};
 	bool force = false;
 	const char *id;
-	char path[600], *esc;
+	char path[600];
 	struct reply r;
 	int c, ret;
 
@@ -46,8 +46,7 @@ int cmd_rm(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	esc = url_escape(id);
-	snprintf(path, sizeof(path), "/v1/jobs/%s%s", esc, force ? "?force=1" : "");
+	job_path(path, sizeof(path), id, force ? "?force=1" : "");
 	ret = api("DELETE", path, NULL, &r);
 	if (!ret) {
 		json_t *kept = json_object_get(r.json, "checkpoint_files_kept");
@@ -59,6 +58,5 @@ int cmd_rm(int argc, char **argv)
 		        printf("Checkpoint files kept: %s\n", json_string_value(v));
 	}
 	reply_free(&r);
-	free(esc);
 	return ret ? 1 : 0;
 }

@@ -2,7 +2,7 @@
  * progress.c - a one-line progress display on stderr for long dumps and
  * restores, when stderr is a terminal. A thread asks the daemon every half
  * second (GET /v1/jobs/ID/progress) while the main thread waits for the answer
- * to the operation itself.
+ * to the operation itself. api_with_progress() wraps such an operation.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -70,13 +70,9 @@ static void *poll_thread(void *arg)
 
 void progress_start(const char *id)
 {
-	char *esc;
-
 	if (!isatty(STDERR_FILENO) || getenv("STASIS_NO_PROGRESS"))
 		return;
-	esc = url_escape(id);
-	snprintf(path, sizeof(path), "/v1/jobs/%s/progress", esc);
-	free(esc);
+	job_path(path, sizeof(path), id, "/progress");
 	running = true;
 	if (pthread_create(&thread, NULL, poll_thread, NULL))
 		running = false;
@@ -93,4 +89,18 @@ void progress_stop(void)
 	pthread_join(thread, NULL);
 	if (shown)
 		fprintf(stderr, "\r\033[K");
+}
+
+int api_with_progress(const char *id, bool with_line, const char *op_path, json_t *req,
+                      struct reply *r)
+{
+	int ret;
+
+	if (with_line)
+		progress_start(id);
+	ret = api_quiet("POST", op_path, req, r);
+	progress_stop();
+	if (ret)
+		report_error(r);
+	return ret;
 }
