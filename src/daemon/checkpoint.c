@@ -246,9 +246,14 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 	if (ret > 0)
 		read(rp[0], buf, sizeof(buf) - 1);
 	close(rp[0]);
-	if (strncmp(buf, "ready", 5))
-		return fail(op, 500, "prepare: the streamer (%s) did not get ready; see %s/%s",
-		            mode, op->dir, logname);
+	if (strncmp(buf, "ready", 5)) {
+		char why[2048] = "";
+
+		/* Its own message says what is wrong (a shard, --force needed, ...). */
+		streamer_error(op, mode, why, sizeof(why));
+		return fail(op, 500, "prepare: the streamer (%s) did not get ready: %s", mode,
+		            why[0] ? why : "no message; see its log");
+	}
 	return 0;
 }
 
