@@ -28,8 +28,8 @@ damage() {
 	truncated) s=$(ls "$d" | grep '^img-1\.' | head -1); truncate -s -1000 "$d/$s"; echo "$s" ;;
 	flipped) s=$(ls "$d" | grep '^img-2\.' | head -1); flip "$d/$s"; echo "$s" ;;
 	shard_missing) s=$(ls "$d" | grep '^img-0\.' | head -1); rm "$d/$s"; echo "$s" ;;
-	manifest_missing) rm "$d/manifest.json"; echo manifest.json ;;
-	manifest_garbage) echo '{"format": "stasis-shards", garbage' >"$d/manifest.json"; echo manifest.json ;;
+	manifest_missing) rm "$d/manifest.json"; echo manifest ;;
+	manifest_garbage) echo '{"format": "stasis-shards", garbage' >"$d/manifest.json"; echo manifest ;;
 	pages_truncated) s=$(ls "$d" | grep '^pages-' | head -1); truncate -s -4096 "$d/$s"; echo "$s" ;;
 	pages_flipped) s=$(ls "$d" | grep '^pages-' | head -1); flip "$d/$s"; echo "$s" ;;
 	inventory_missing) rm "$d/inventory.img"; echo inventory.img ;;
