@@ -94,19 +94,35 @@ static int run(sqlite3_stmt *st)
 	return 0;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-	const unsigned char *s = sqlite3_column_text(st, i);
-
-	return s ? strdup((const char *)s) : NULL;
-}
-
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	if (s)
 		sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
 	else
 		sqlite3_bind_null(st, i);
+}
+
+/* prep() with ARG bound as the text parameter 1: the many "WHERE x = ?" statements. */
+static sqlite3_stmt *prep_text(const char *sql, const char *arg)
+{
+	sqlite3_stmt *st = prep(sql);
+
+	if (st)
+		bind_text(st, 1, arg);
+	return st;
+}
+
+/* What a single-row lookup's last step means: found, absent, or failed. */
+static int row_found(int rc)
+{
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *s = sqlite3_column_text(st, i);
+
+	return s ? strdup((const char *)s) : NULL;
 }
 
 void job_free(struct job *j)
@@ -158,17 +174,16 @@ static void job_row(sqlite3_stmt *st, struct job *j)
 
 int db_job_get(const char *id, struct job *j)
 {
-	sqlite3_stmt *st = prep("SELECT " JOB_COLS " FROM jobs WHERE id = ?");
+	sqlite3_stmt *st = prep_text("SELECT " JOB_COLS " FROM jobs WHERE id = ?", id);
 	int rc;
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		job_row(st, j);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+	return row_found(rc);
 }
 
 int db_job_insert(const struct job *j)
@@ -235,11 +250,7 @@ bool db_job_has_pid(pid_t pid)
 
 int db_job_delete(const char *id)
 {
-	sqlite3_stmt *st = prep("DELETE FROM jobs WHERE id = ?");
-
-	if (st)
-		bind_text(st, 1, id);
-	return run(st);
+	return run(prep_text("DELETE FROM jobs WHERE id = ?", id));
 }
 
 int db_job_ended(const char *id, pid_t pid, uint64_t start, const char *state, int code, int sig)
@@ -372,35 +383,26 @@ int db_ckpt_list(const char *job, struct ckpt **out, int *n)
 
 int db_ckpt_by_dir(const char *dir, struct ckpt *c)
 {
-	sqlite3_stmt *st = prep("SELECT " CKPT_COLS " FROM checkpoints WHERE dir = ?");
+	sqlite3_stmt *st = prep_text("SELECT " CKPT_COLS " FROM checkpoints WHERE dir = ?", dir);
 	int rc;
 
 	if (!st)
 		return -EIO;
-	bind_text(st, 1, dir);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		ckpt_row(st, c);
 	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+	return row_found(rc);
 }
 
 int db_ckpt_delete_dir(const char *dir)
 {
-	sqlite3_stmt *st = prep("DELETE FROM checkpoints WHERE dir = ?");
-
-	if (st)
-		bind_text(st, 1, dir);
-	return run(st);
+	return run(prep_text("DELETE FROM checkpoints WHERE dir = ?", dir));
 }
 
 int db_ckpt_delete_job(const char *job)
 {
-	sqlite3_stmt *st = prep("DELETE FROM checkpoints WHERE job = ?");
-
-	if (st)
-		bind_text(st, 1, job);
-	return run(st);
+	return run(prep_text("DELETE FROM checkpoints WHERE job = ?", job));
 }
 
 int db_op_begin(const struct op_rec *o)
@@ -429,11 +431,7 @@ int db_op_begin(const struct op_rec *o)
 
 int db_op_end(const char *job)
 {
-	sqlite3_stmt *st = prep("DELETE FROM ops WHERE job = ?");
-
-	if (st)
-		bind_text(st, 1, job);
-	return run(st);
+	return run(prep_text("DELETE FROM ops WHERE job = ?", job));
 }
 
 int db_op_list(struct op_rec **out, int *n)
