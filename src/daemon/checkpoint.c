@@ -939,8 +939,9 @@ static uint64_t restore_expected(struct op *op, const struct ckpt *c, bool strea
 }
 
 /*
- * A failed restore may leave the task CRIU forked for PID as our zombie child
- * (--restore-sibling makes it ours): reap it, or the PID stays taken.
+ * A failed restore may leave the task CRIU forked for PID as our child
+ * (--restore-sibling makes it ours), a zombie or, if CRIU was killed, stuck
+ * half-restored: kill and reap it, or the PID stays taken.
  */
 static void reap_failed_restore(pid_t pid)
 {
@@ -949,8 +950,14 @@ static void reap_failed_restore(pid_t pid)
 
 	snprintf(path, sizeof(path), "/proc/%d", pid);
 	while (!access(path, F_OK) && now_ms() < deadline) {
-		if (waitpid(pid, NULL, WNOHANG) == pid || errno == ECHILD)
+		pid_t r = waitpid(pid, NULL, WNOHANG);
+
+		if (r == pid || (r < 0 && errno == ECHILD))
 			break;
+		/* Still running: a task CRIU forked and never finished (CRIU was
+		 * killed). The PID was free before CRIU ran, so it is nothing else. */
+		if (r == 0)
+			kill(pid, SIGKILL);
 		usleep(20000);
 	}
 }
