@@ -101,8 +101,7 @@ int cmd_migrate(int argc, char **argv)
 		json_decref(req);
 		return 2;
 	}
-	json_object_set_new(req, "to", json_string(to));
-	if (token_file && *token_file && cli_add_token(req, token_file)) {
+	if (cli_add_target(req, to, token_file)) {
 		json_decref(req);
 		return 1;
 	}

@@ -2,7 +2,7 @@
  * cmd_push.c - stasis push CHECKPOINT_DIR --to HOST:PORT [--token-file F]:
  * send a recorded streamed checkpoint to another daemon, which verifies and
  * records it; `stasis restore job ID` there brings the job back later.
- * Also holds the token helper migrate and push share.
+ * Also holds the target and token helper migrate and push share.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #include "transport.h"
 #include "util.h"
 
-int cli_add_token(json_t *req, const char *path)
+static int add_token(json_t *req, const char *path)
 {
 	struct tp_key key;
 	char err[512], *text = NULL;
@@ -36,6 +36,14 @@ int cli_add_token(json_t *req, const char *path)
 	json_object_set_new(req, "token", json_string(text + a));
 	explicit_bzero(text, len);
 	free(text);
+	return 0;
+}
+
+int cli_add_target(json_t *req, const char *to, const char *token_file)
+{
+	json_object_set_new(req, "to", json_string(to));
+	if (token_file && *token_file)
+		return add_token(req, token_file);
 	return 0;
 }
 
@@ -97,8 +105,7 @@ int cmd_push(int argc, char **argv)
 	dabs = abs_path(argv[optind]);
 	json_object_set_new(req, "dir", json_string(dabs));
 	free(dabs);
-	json_object_set_new(req, "to", json_string(to));
-	if (token_file && *token_file && cli_add_token(req, token_file)) {
+	if (cli_add_target(req, to, token_file)) {
 		json_decref(req);
 		return 1;
 	}
