@@ -176,19 +176,27 @@ static int parse_signal(json_t *v)
 	return -1;
 }
 
+/* Mark job ID busy with WHAT; answers 409 itself when something else holds it. */
+static bool claim_job(struct api_resp *rs, const char *id, const char *what)
+{
+	const char *cur = NULL;
+
+	if (jobs_busy_begin(id, what, &cur))
+		return true;
+	reply_err(rs, 409, "job %s is busy (%s in progress)", id, cur);
+	return false;
+}
+
 static void h_kill(const struct api_req *rq, struct api_resp *rs, const char *id)
 {
 	int sig = parse_signal(rq->body ? json_object_get(rq->body, "signal") : NULL);
-	const char *cur = NULL;
 	struct job j;
 
 	if (!load_job(rq, rs, id, &j))
 		return;
 	if (sig < 0)
 		reply_err(rs, 400, "unknown signal");
-	else if (!jobs_busy_begin(id, "kill", &cur))
-		reply_err(rs, 409, "job %s is busy (%s in progress)", id, cur);
-	else {
+	else if (claim_job(rs, id, "kill")) {
 		if (!job_alive(&j))
 			reply_err(rs, 409, "job %s is not running (%s)", id, job_status(&j));
 		else if (kill(-j.pid, sig) && kill(j.pid, sig))
@@ -217,7 +225,6 @@ static void h_rm(const struct api_req *rq, struct api_resp *rs, const char *id)
 {
 	const char *force = rq->query(rq->qctx, "force");
 	bool forced = force && strcmp(force, "0") && strcmp(force, "false");
-	const char *cur = NULL;
 	json_t *kept = json_array();
 	struct ckpt *cv;
 	struct job j;
@@ -227,10 +234,8 @@ static void h_rm(const struct api_req *rq, struct api_resp *rs, const char *id)
 		json_decref(kept);
 		return;
 	}
-	if (!jobs_busy_begin(id, "rm", &cur)) {
-		reply_err(rs, 409, "job %s is busy (%s in progress)", id, cur);
+	if (!claim_job(rs, id, "rm"))
 		goto out;
-	}
 	if (job_alive(&j)) {
 		if (!forced) {
 			reply_err(rs, 409,
