@@ -66,7 +66,8 @@ sum=$(host_stasis a logs big | awk '/^ready / { print $2; exit }')
 pid=$(job_pid a big)
 # The shards in the source's capture window, sampled during the migration:
 # they must never hold the whole checkpoint (sent bytes are punched out, the
-# capture is paused while 64 MiB wait to be sent).
+# capture is paused while 64 MiB wait to be sent). The whole checkpoint is
+# ~570 MiB; the bound leaves room for disk writeback lag on a loaded machine.
 (while :; do du -ck "$T"/hosts/a/lib/migrate/*/img-* 2>/dev/null | tail -1 | awk '{ print $1 }'
 	sleep 0.05; done) >"$T/window.kib" &
 sampler=$!
@@ -77,7 +78,7 @@ if host_stasis a migrate job big --to "$TARGET" --stream 2 --token-file "$T/toke
 	window=$(sort -n "$T/window.kib" | tail -1)
 	echo "# 1 GiB migration: $(tr -d '\n ' <"$T/m2.json")"
 	echo "# most shard bytes held on the source's disk at once: $((window / 1024)) MiB"
-	check migrate_1g_window_bounded test "$window" -lt $((192 * 1024))
+	check migrate_1g_window_bounded test "$window" -lt $((320 * 1024))
 	check migrate_1g_running_on_target test "$(job_status b big)" = JOB_RUNNING
 	check migrate_1g_keeps_pid test "$(job_pid b big)" = "$pid"
 	host_stasis b kill big --signal USR1 >/dev/null
