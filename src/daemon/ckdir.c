@@ -365,6 +365,13 @@ int ckdir_lock(int dfd, const char *real, char *err, size_t errlen)
 			snprintf(err, errlen, "%s/%s has another hard link: it could change", real,
 			         e->d_name);
 			ret = -EMLINK;
+		} else if (S_ISLNK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) ||
+		           S_ISBLK(st.st_mode)) {
+			/* CRIU, running as the owner with CAP_DAC_OVERRIDE, would follow a
+			 * symlink (writing where the owner cannot) or block on a FIFO. */
+			snprintf(err, errlen, "%s/%s is not a regular file: remove it", real,
+			         e->d_name);
+			ret = -EINVAL;
 		}
 	}
 	closedir(d);
