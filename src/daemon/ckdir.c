@@ -160,9 +160,16 @@ bool ckdir_foreign(int dfd, char *name, size_t len)
 	}
 	rewinddir(d);
 	while (!found && (e = readdir(d))) {
+		unsigned char type = e->d_type;
+		struct stat st;
+
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
 			continue;
-		found = !known_file(e->d_name) || e->d_type == DT_DIR;
+		/* Only regular files (and a stale socket) may carry a checkpoint's
+		 * names: CRIU would follow a symlink or block on a FIFO of that name. */
+		if (type == DT_UNKNOWN && !fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+			type = IFTODT(st.st_mode);
+		found = !known_file(e->d_name) || (type != DT_REG && type != DT_SOCK);
 		if (found)
 			snprintf(name, len, "%s", e->d_name);
 	}
