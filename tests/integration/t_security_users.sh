@@ -157,6 +157,13 @@ check a_job_running_after_paths test "$(job_status aj)" = JOB_RUNNING
 sd exec -i rj -w "$T" "exec sleep 300" >/dev/null
 track_pid "$(job_pid rj)"
 sd dump job rj -d "$T/rootck" --leave-running >/dev/null || die "root dump"
+# Root dumps its own job into a directory A owns, where A planted a symlink.
+runuser -u $UA -- mkdir "$T/a/give"
+runuser -u $UA -- ln -s "$T/rootsecret" "$T/a/give/dump.log"
+out=$(sd dump job rj -d "$T/a/give" --leave-running 2>&1)
+echo "# root_into_planted: $out"
+check root_into_planted_secret_unchanged test "$(cat "$T/rootsecret")" = SECRET
+printf 'SECRET\n' >"$T/rootsecret"
 chmod 0700 "$T/rootck"
 out=$(as $UA restore job aj -d "$T/rootck" 2>&1)
 check a_restore_root_dir_refused test $? -ne 0
