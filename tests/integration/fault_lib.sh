@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # fault_lib.sh: helpers for the t_fault_*.sh fault-injection tests (source
 # after tests/lib.sh and tests/helpers/daemon_lib.sh).
 #

@@ -15,7 +15,6 @@ UA=stasis_sa
 UB=stasis_sb
 make_user $UA
 make_user $UB
-ua=$(id -u $UA)
 ub=$(id -u $UB)
 as() { local u=$1; shift; runuser -u "$u" -- env STASIS_SOCKET="$STASIS_SOCKET" "$STASIS_BUILD/stasis" "$@"; }
 # api USER METHOD PATH [BODY [HEADER...]]: raw HTTP on the socket as USER;
@@ -64,7 +63,7 @@ as $UA dump job aj -d "$T/a/ck" --leave-running >/dev/null || die "A dumps aj"
 # ---- SO_PEERCRED: identity comes from the kernel, never from the request.
 CASE=peercred
 out=$(api $UB GET /v1/version)
-check peercred_caller_uid grep -q "\"caller_uid\": *$ub[,}]" <<<"$out"
+check peercred_caller_uid grep -q "\"caller_uid\": *${ub}[,}]" <<<"$out"
 out=$(api $UB GET /v1/jobs '' 'X-Stasis-Uid: 0' 'X-Remote-User: root' "X-Forwarded-For: 127.0.0.1")
 check peercred_headers_ignored lacks '"aj"' "$out"
 out=$(api $UB POST /v1/jobs "{\"id\":\"bj\",\"cmd\":\"exec sleep 300\",\"workdir\":\"$T/b\",\"uid\":0,\"gid\":0,\"user\":\"root\"}")
