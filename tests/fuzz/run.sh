@@ -9,7 +9,7 @@ set -u
 secs=${1:-25}
 shift || true
 repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo"
+cd "$repo" || exit 1
 make -s fuzz >/dev/null || { echo "FAIL fuzz build"; exit 1; }
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=($(ls build-fuzz/ | sed -n 's/^\(fuzz_[a-z_]*\)$/\1/p'))
