@@ -107,6 +107,31 @@ static int fail(struct op *op, int code, const char *fmt, ...)
 
 static void streamer_error(struct op *op, const char *mode, char *out, size_t len);
 
+/*
+ * The line of TEXT that says what went wrong: the first one holding NEEDLE, or
+ * else the last line (a program's last word is usually its verdict). The first
+ * error names the cause (a shard, a chunk); later ones only say that it failed
+ * (e.g. "serving /proc/self/fd/N failed"). Cuts TEXT in place.
+ */
+static const char *pick_line(char *text, const char *needle)
+{
+	char *end = text + strlen(text), *line, *nl;
+
+	while (end > text && (end[-1] == '\n' || end[-1] == ' '))
+		*--end = '\0';
+	line = needle ? strstr(text, needle) : NULL;
+	if (line) {
+		while (line > text && line[-1] != '\n')
+			line--;
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		return line;
+	}
+	line = strrchr(text, '\n');
+	return line ? line + 1 : text;
+}
+
 static void owner_creds(const struct job *j, struct creds *cr)
 {
 	json_t *g = json_loads(j->groups ? j->groups : "[]", 0, NULL);
@@ -962,10 +987,25 @@ static void reap_failed_restore(pid_t pid)
 	}
 }
 
-/* The streamer's last message (its log), once it has been stopped. */
+/* In OUT, the streamer's name for DIR (/proc/self/fd/N) becomes DIR's own. */
+static void name_dir(struct op *op, char *out, size_t len)
+{
+	size_t flen = strlen(op->fdpath), dlen = strlen(op->dir);
+	char *p = strstr(out, op->fdpath);
+
+	/* Only a whole component: /proc/self/fd/1 is not /proc/self/fd/13. */
+	if (!p || !flen || (p[flen] && p[flen] != '/' && p[flen] != ' ' && p[flen] != ':'))
+		return;
+	if (strlen(out) - flen + dlen >= len)
+		return;
+	memmove(p + dlen, p + flen, strlen(p + flen) + 1);
+	memcpy(p, op->dir, dlen);
+}
+
+/* The streamer's first error message (its log), once it has been stopped. */
 static void streamer_error(struct op *op, const char *mode, char *out, size_t len)
 {
-	char name[64], *text = NULL, *line, *end;
+	char name[64], *text = NULL;
 	int fd;
 
 	if (op->streamer > 0) {
@@ -979,15 +1019,12 @@ static void streamer_error(struct op *op, const char *mode, char *out, size_t le
 		return;
 	text = calloc(1, 8192);
 	if (text && read_full(fd, text, 8191) > 0) {
-		end = text + strlen(text);
-		while (end > text && (end[-1] == '\n' || end[-1] == ' '))
-			*--end = '\0';
-		line = strrchr(text, '\n');
 		/* Truncating a long message is fine: the log has all of it. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-truncation"
-		snprintf(out, len, "%s (see %s/%s)", line ? line + 1 : text, op->dir, name);
+		snprintf(out, len, "%s (see %s/%s)", pick_line(text, "error:"), op->dir, name);
 #pragma GCC diagnostic pop
+		name_dir(op, out, len);
 	}
 	free(text);
 	close(fd);
