@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -500,6 +501,60 @@ static void resume_stopped(struct op *op)
 	log_info("job %s: resumed after the failed dump", op->job.id);
 }
 
+/* CRIU's first error line in TEXT, less one that is harmless here (see notes). */
+static const char *criu_error_line(char *text)
+{
+	char *p = text;
+
+	while ((p = strstr(p, "Error ("))) {
+		char *bol = p, *eol = strchr(p, '\n');
+
+		while (bol > text && bol[-1] != '\n')
+			bol--;
+		if (!eol || !memmem(bol, (size_t)(eol - bol), "RLIMIT_NOFILE", 13))
+			return pick_line(bol, "Error (");
+		p = eol;
+	}
+	return NULL;
+}
+
+/*
+ * Why CRIU's dump failed, in a few words the user can act on: a full disk
+ * (checked on DIR's file system, as the log itself may not have fit on it), or
+ * CRIU's first error line in dump.log (USE_LOG: when the streamer has not said
+ * more; its errors make CRIU's "Broken pipe"). Empty if nothing better is known.
+ */
+static void dump_cause(struct op *op, bool use_log, char *out, size_t len)
+{
+	char *text = calloc(1, 65536);
+	const char *line = NULL;
+	struct statvfs sv;
+	bool full;
+	int fd;
+
+	out[0] = '\0';
+	full = !fstatvfs(op->dfd, &sv) && sv.f_blocks && sv.f_bavail * sv.f_frsize < (1 << 20);
+	fd = openat(op->dfd, "dump.log", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (use_log && fd >= 0 && text && read_full(fd, text, 65535) > 0) {
+		if (strstr(text, "No space left on device"))
+			line = pick_line(text, "No space left on device");
+		else
+			line = criu_error_line(text);
+	}
+	if (fd >= 0)
+		close(fd);
+	/* Truncating is fine: dump.log has all of it. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+	if (full && (!line || !strstr(line, "No space left on device")))
+		snprintf(out, len, "no space left on device: the file system holding %s is full",
+		         op->dir);
+	else if (line)
+		snprintf(out, len, "CRIU says: %s", line);
+#pragma GCC diagnostic pop
+	free(text);
+}
+
 static void dump_failed(struct op *op, const char *what)
 {
 	resume_stopped(op);
@@ -707,11 +762,14 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		char why[512] = "";
 
+		char cause[320];
+
 		if (d.stream)
 			streamer_error(&op, "capture", why, sizeof(why));
+		dump_cause(&op, !why[0], cause, sizeof(cause));
 		status_str(status, desc, sizeof(desc));
-		code = fail(&op, 500, "criu dump failed (%s)%s%s", desc,
-		            why[0] ? "; streamer: " : "", why);
+		code = fail(&op, 500, "criu dump failed (%s)%s%s%s%s", desc, cause[0] ? ": " : "",
+		            cause, why[0] ? "; streamer: " : "", why);
 		dump_failed(&op, "");
 		goto out;
 	}

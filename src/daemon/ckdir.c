@@ -270,6 +270,8 @@ int ckdir_copy_in(int dfd, const char *name, const char *src, uid_t uid, gid_t g
 	return ret;
 }
 
+#define LOG_RESERVE (64 << 10)
+
 int ckdir_open_log(int dfd, const char *name, uid_t uid, gid_t gid)
 {
 	int fd;
@@ -284,6 +286,12 @@ int ckdir_open_log(int dfd, const char *name, uid_t uid, gid_t gid)
 		close(fd);
 		return ret;
 	}
+	/*
+	 * Room for the last words: when the disk fills up, the message that says so
+	 * must still fit. Blocks reserved past the end cost nothing in the file's
+	 * size; a file system that cannot reserve just goes without.
+	 */
+	fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, LOG_RESERVE);
 	return fd;
 }
 
