@@ -68,11 +68,18 @@ int ckdir_lock(int dfd, const char *real, char *err, size_t errlen);
 void ckdir_unlock(int dfd, uid_t uid, gid_t gid);
 
 /*
- * SHA-256 of every file restore reads (images, shards, manifest, gpu.json), as
- * a JSON object text {"name": "hex", ...} in *OUT (malloc'ed).
+ * A hash of every file restore reads (images, shards, manifest, gpu.json), as
+ * a JSON object text {"name": "hex", ...} in *OUT (malloc'ed). STRONG: SHA-256
+ * (bare hex), for files their owner could have forged; else XXH3-128 (values
+ * "xxh3-128:hex"), an integrity check for root's own files.
  */
+int ckdir_digest_kind(int dfd, bool strong, char **out);
+/* The SHA-256 kind: ckdir_digest_kind(DFD, true, OUT). */
 int ckdir_digest(int dfd, char **out);
-/* Compare DFD's files with a digest from ckdir_digest; ERR names the first difference. */
+/*
+ * Compare DFD's files with a digest from ckdir_digest (either kind: its values
+ * say which); ERR names the first difference.
+ */
 int ckdir_verify(int dfd, const char *digest, char *err, size_t errlen);
 
 #endif
