@@ -386,6 +386,24 @@ static int parse_dump(struct op *op, json_t *req, struct dump_req *d)
 	return 0;
 }
 
+/*
+ * DIR holds no checkpoint, but one may still be recorded there (its files were
+ * removed by hand): that record is of nothing now, and would block the new one.
+ */
+static void drop_stale_record(struct op *op)
+{
+	struct ckpt c;
+
+	if (db_ckpt_by_dir(op->dir, &c))
+		return;
+	log_warn("job %s: %s no longer holds the checkpoint of job %s recorded there; "
+	         "dropping that record",
+	         op->job.id, op->dir, c.job);
+	ckpt_free(&c);
+	if (db_ckpt_delete_dir(op->dir))
+		log_warn("job %s: cannot drop the stale record of %s", op->job.id, op->dir);
+}
+
 /* Resolve and check DIR for a dump; on return op->dir and op->dfd are set. */
 static int prepare_dump_dir(struct op *op, const struct creds *caller, struct dump_req *d)
 {
@@ -426,6 +444,8 @@ static int prepare_dump_dir(struct op *op, const struct creds *caller, struct du
 	if (d->force) {
 		ckdir_clear(op->dfd);
 		db_ckpt_delete_dir(op->dir);
+	} else {
+		drop_stale_record(op);
 	}
 	if (fchown(op->dfd, op->job.uid, op->job.gid) || fchmod(op->dfd, 0700))
 		return fail(op, 500, "%s: cannot hand it to uid %u: %s", op->dir, op->job.uid,
@@ -639,7 +659,8 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 		free(c.stats);
 		free(digest);
 		json_decref(stats);
-		return fail(op, 500, "record: cannot record the checkpoint in the database");
+		return fail(op, 500, "record: cannot record the checkpoint %s in the database",
+		            op->dir);
 	}
 	*out = json_pack("{s:s, s:o, s:o}", "checkpoint", op->dir, "stats", stats, "record",
 	                 ckpt_to_json(&c));
