@@ -178,14 +178,21 @@ void recover_ops(void)
 		         v[i].op);
 		/* The job stays busy (no dump or restore) until this is settled. */
 		jobs_busy_begin(v[i].job, "recovery", NULL);
-		if (o) {
+		/*
+		 * Only an op whose CRIU or streamer still runs needs waiting for (in a
+		 * thread, so the daemon answers meanwhile); one they left finished is
+		 * settled before the daemon answers, so no client sees the job half-way
+		 * (running, about to be ended by the recorded dump).
+		 */
+		if (o && (proc_is(v[i].criu_pid, v[i].criu_start) ||
+		          proc_is(v[i].helper_pid, v[i].helper_start))) {
 			*o = v[i];
 			if (!pthread_create(&th, NULL, recover_thread, o)) {
 				pthread_detach(th);
 				continue;
 			}
-			free(o);
 		}
+		free(o);
 		recover_one(&v[i]);
 		db_op_end(v[i].job);
 		jobs_busy_end(v[i].job);
