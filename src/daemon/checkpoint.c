@@ -541,7 +541,7 @@ static const char *criu_error_line(char *text)
 /*
  * Why CRIU's dump failed, in a few words the user can act on: a full disk
  * (checked on DIR's file system, as the log itself may not have fit on it), or
- * CRIU's first error line in dump.log (USE_LOG: when the streamer has not said
+ * CRIU's first error line in the tail of dump.log (USE_LOG: when the streamer has not said
  * more; its errors make CRIU's "Broken pipe"). Empty if nothing better is known.
  */
 static void dump_cause(struct op *op, bool use_log, char *out, size_t len)
@@ -549,13 +549,19 @@ static void dump_cause(struct op *op, bool use_log, char *out, size_t len)
 	char *text = calloc(1, 65536);
 	const char *line = NULL;
 	struct statvfs sv;
+	struct stat st = {0};
+	off_t off = 0;
 	bool full;
 	int fd;
 
 	out[0] = '\0';
 	full = !fstatvfs(op->dfd, &sv) && sv.f_blocks && sv.f_bavail * sv.f_frsize < (1 << 20);
-	fd = openat(op->dfd, "dump.log", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (use_log && fd >= 0 && text && read_full(fd, text, 65535) > 0) {
+	fd = openat(op->dfd, "dump.log", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	/* The log's tail: at -v4 a big job's log runs to gigabytes, its error comes last. */
+	if (fd >= 0 && !fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size > 65535)
+		off = st.st_size - 65535;
+	if (use_log && fd >= 0 && text && S_ISREG(st.st_mode) &&
+	    pread_full(fd, text, 65535, off) > 0) {
 		if (strstr(text, "No space left on device"))
 			line = pick_line(text, "No space left on device");
 		else
