@@ -280,6 +280,27 @@ TEST(ckdir_digest_catches_any_change)
 	close(dfd);
 }
 
+TEST(ckdir_digest_fast_kind_verifies)
+{
+	char dir[128], *digest = NULL, err[256];
+	int dfd;
+
+	snprintf(dir, sizeof(dir), "%s/ckx", tmp);
+	mkdir(dir, 0700);
+	dfd = ckdir_open(dir);
+	CHECK(dfd >= 0);
+	put(dfd, "inventory.img", "inv");
+	put(dfd, "pages-1.img", "pages");
+	CHECK_EQ_INT(ckdir_digest_kind(dfd, false, &digest), 0);
+	CHECK(digest && strstr(digest, "\"xxh3-128:") != NULL);
+	CHECK_EQ_INT(ckdir_verify(dfd, digest, err, sizeof(err)), 0);
+	put(dfd, "pages-1.img", "pagez");
+	CHECK(ckdir_verify(dfd, digest, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "pages-1.img changed") != NULL);
+	free(digest);
+	close(dfd);
+}
+
 TEST(ckdir_lock_refuses_open_files_and_links)
 {
 	char dir[128], path[192], link_path[192], err[512];
@@ -337,6 +358,7 @@ int main(void)
 	RUN(db_jobs_roundtrip);
 	RUN(db_checkpoints_roundtrip);
 	RUN(ckdir_digest_catches_any_change);
+	RUN(ckdir_digest_fast_kind_verifies);
 	RUN(ckdir_lock_refuses_open_files_and_links);
 	ret = unit_report();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
