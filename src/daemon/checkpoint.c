@@ -619,10 +619,14 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 
 	/*
 	 * Fingerprint the files; restore checks it. A user's, while they cannot touch
-	 * them, with SHA-256 (they could forge images); root's own with XXH3-128, which
-	 * catches damage (disk, copies, a stray edit) at a fraction of the cost.
+	 * them, with SHA-256 (they could forge images, checksums included). Root's own
+	 * plain images with XXH3-128: they carry no checksums, and this catches damage
+	 * (disk, copies, a stray edit) at a fraction of SHA-256's cost. Root's streamed
+	 * checkpoints need none: the streamer checks every chunk and file against the
+	 * manifest before CRIU gets a byte, and a second pass would read it all twice.
 	 */
-	ret = ckdir_digest_kind(op->dfd, op->as_owner, &digest);
+	ret = op->as_owner ? ckdir_digest(op->dfd, &digest)
+	                   : d->stream ? 0 : ckdir_digest_kind(op->dfd, false, &digest);
 	if (ret)
 		return fail(op, 500, "record: cannot read back %s: %s", op->dir, strerror(-ret));
 	size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
@@ -1017,7 +1021,10 @@ static int check_digest(struct op *op, const struct creds *caller, const struct 
 
 	if (!recorded)
 		return 0;
-	/* Records made before root's checkpoints were fingerprinted have none. */
+	/* Root's streamed ones have none (the streamer checks them), nor have records
+	 * made before root's plain checkpoints were fingerprinted. */
+	if ((!c->digest || !c->digest[0]) && !op->as_owner && c->streamed)
+		return 0;
 	if ((!c->digest || !c->digest[0]) && (caller->uid == 0 || !op->as_owner)) {
 		log_warn("job %s: %s has no recorded digest; restoring it unchecked for root",
 		         op->job.id, op->dir);

@@ -68,8 +68,8 @@ static void record(const struct op_rec *o, const struct job *j, int dfd)
 			proc_tree_signal(j->pid, SIGCONT); /* as after a failed dump */
 		return;
 	}
-	/* Root's own: an integrity fingerprint, so damage is caught before a restore. */
-	if (j->uid == 0 && ckdir_digest_kind(dfd, false, &digest))
+	/* Root's own plain images: an integrity fingerprint (checkpoint.c, record_dump). */
+	if (j->uid == 0 && !o->stream && ckdir_digest_kind(dfd, false, &digest))
 		log_warn("job %s: cannot fingerprint %s; recorded without one", j->id, o->dir);
 	snprintf(c.job, sizeof(c.job), "%s", j->id);
 	c.dir = o->dir;
