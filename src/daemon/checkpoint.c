@@ -531,8 +531,10 @@ static const char *criu_error_line(char *text)
 
 		while (bol > text && bol[-1] != '\n')
 			bol--;
-		if (!eol || !memmem(bol, (size_t)(eol - bol), "RLIMIT_NOFILE", 13))
+		if (!memmem(bol, eol ? (size_t)(eol - bol) : strlen(bol), "RLIMIT_NOFILE", 13))
 			return pick_line(bol, "Error (");
+		if (!eol)
+			break;
 		p = eol;
 	}
 	return NULL;
@@ -541,8 +543,8 @@ static const char *criu_error_line(char *text)
 /*
  * Why CRIU's dump failed, in a few words the user can act on: a full disk
  * (checked on DIR's file system, as the log itself may not have fit on it), or
- * CRIU's first error line in the tail of dump.log (USE_LOG: when the streamer has not said
- * more; its errors make CRIU's "Broken pipe"). Empty if nothing better is known.
+ * CRIU's first error line in the tail of dump.log (USE_LOG: when the streamer has
+ * not said more; its errors make CRIU's "Broken pipe"). Empty if nothing better.
  */
 static void dump_cause(struct op *op, bool use_log, char *out, size_t len)
 {
