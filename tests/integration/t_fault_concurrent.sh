@@ -39,6 +39,9 @@ for i in $(seq 1 $N); do
 done
 # While they run: the table reads fine and a second dump of a busy job is refused.
 check ps_during_dumps sd ps
+# The first dump of k1 must hold the job before the second asks: wait until
+# its CRIU runs (dump.log exists) or it is already over.
+wait_for 30 sh -c "[ -e '$T/k1/dump.log' ] || ! kill -0 ${pids[0]} 2>/dev/null"
 out=$(sd dump job k1 -d "$T/k1-again" 2>&1)
 check second_dump_refused test $? -ne 0
 echo "# second dump: $out"
