@@ -17,6 +17,9 @@ run() { say "$*"; "$@"; }
 bash scripts/setup.sh
 make -j"$(nproc)" all >/dev/null
 make install >/dev/null
+# A daemon left from an earlier run may be an older build: restart it (jobs keep
+# running across a daemon restart and are re-adopted).
+stasis daemon stop >/dev/null 2>&1 || true
 run stasis daemon start
 stasis rm --force "$JOB" >/dev/null 2>&1 || true
 rm -rf "$CKPT" && mkdir -p "$WORK"
