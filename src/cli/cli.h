@@ -56,6 +56,8 @@ const char *self_dir(void);
 void job_path(char *buf, size_t len, const char *id, const char *suffix);
 /* Print J indented, and a newline: what --json prints. */
 void print_json(json_t *j);
+/* Print "Success HEAD stats={compact stats of J}" as the users' tool did. */
+void print_success(const char *head, json_t *j);
 /* Check a --stream ARG (a shard count, 1 to 64) and put it into REQ as "stream".
  * 0, or -1 with a message. */
 int parse_stream_arg(const char *arg, json_t *req);

@@ -183,6 +183,14 @@ void print_json(json_t *j)
 	putchar('\n');
 }
 
+void print_success(const char *head, json_t *j)
+{
+	char *stats = json_dumps(json_object_get(j, "stats"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+	printf("Success %s stats=%s\n", head, stats ? stats : "{}");
+	free(stats);
+}
+
 int parse_stream_arg(const char *arg, json_t *req)
 {
 	char *end;

@@ -116,12 +116,11 @@ int cmd_dump(int argc, char **argv)
 		if (as_json) {
 			print_json(r.json);
 		} else {
-			char *stats = json_dumps(json_object_get(r.json, "stats"),
-			                         JSON_COMPACT | JSON_PRESERVE_ORDER);
+			char head[4200];
 
-			printf("Success Checkpoint=%s stats=%s\n",
-			       json_string_value(json_object_get(r.json, "checkpoint")), stats);
-			free(stats);
+			snprintf(head, sizeof(head), "Checkpoint=%s",
+			         json_string_value(json_object_get(r.json, "checkpoint")));
+			print_success(head, r.json);
 		}
 	}
 	reply_free(&r);

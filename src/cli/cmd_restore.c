@@ -67,12 +67,11 @@ int cmd_restore(int argc, char **argv)
 		if (as_json) {
 			print_json(r.json);
 		} else {
-			char *stats = json_dumps(json_object_get(r.json, "stats"),
-			                         JSON_COMPACT | JSON_PRESERVE_ORDER);
+			char head[32];
 
-			printf("Success PID=%lld stats=%s\n",
-			       json_integer_value(json_object_get(r.json, "pid")), stats);
-			free(stats);
+			snprintf(head, sizeof(head), "PID=%lld",
+			         json_integer_value(json_object_get(r.json, "pid")));
+			print_success(head, r.json);
 		}
 	}
 	reply_free(&r);
