@@ -236,17 +236,21 @@ uint64_t ckdir_seal(int dfd, uid_t uid, gid_t gid)
 	return size;
 }
 
-int ckdir_write(int dfd, const char *name, const char *data, size_t len, uid_t uid, gid_t gid)
+/* Create NAME's temporary twin in DFD; tmp_commit() moves it into place. */
+static int tmp_open(int dfd, const char *name, char tmp[NAME_MAX + 1])
 {
-	char tmp[NAME_MAX + 1];
-	int fd, ret;
+	int fd;
 
-	snprintf(tmp, sizeof(tmp), ".%s.tmp", name);
+	snprintf(tmp, NAME_MAX + 1, ".%s.tmp", name);
 	unlinkat(dfd, tmp, 0);
 	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	ret = write_all(fd, data, len);
+	return fd < 0 ? -errno : fd;
+}
+
+/* Finish what tmp_open() began: on RET 0, own, sync and rename it; else drop it. */
+static int tmp_commit(int dfd, int fd, const char *tmp, const char *name, int ret, uid_t uid,
+                      gid_t gid)
+{
 	if (!ret && (fchown(fd, uid, gid) || fsync(fd)))
 		ret = -errno;
 	close(fd);
@@ -259,16 +263,63 @@ int ckdir_write(int dfd, const char *name, const char *data, size_t len, uid_t u
 	return ret;
 }
 
+int ckdir_write(int dfd, const char *name, const char *data, size_t len, uid_t uid, gid_t gid)
+{
+	char tmp[NAME_MAX + 1];
+	int fd = tmp_open(dfd, name, tmp);
+
+	if (fd < 0)
+		return fd;
+	return tmp_commit(dfd, fd, tmp, name, write_all(fd, data, len), uid, gid);
+}
+
+/* Copy all of IN to OUT without holding it in memory (logs can be large). */
+static int copy_fd(int in, int out)
+{
+	char buf[65536];
+
+	for (;;) {
+		ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
+
+		if (n == 0)
+			return 0;
+		if (n > 0)
+			continue;
+		if (errno == EINTR)
+			continue;
+		if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+			return -errno;
+		break; /* no in-kernel copy between these files: copy by hand */
+	}
+	for (;;) {
+		ssize_t n = read(in, buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : 0;
+		int ret = write_all(out, buf, (size_t)n);
+
+		if (ret)
+			return ret;
+	}
+}
+
 int ckdir_copy_in(int dfd, const char *name, const char *src, uid_t uid, gid_t gid)
 {
-	char *data = NULL;
-	size_t len = 0;
-	int ret = read_file(src, &data, &len);
+	char tmp[NAME_MAX + 1];
+	int in = open(src, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), fd, ret;
 
-	if (!ret)
-		ret = ckdir_write(dfd, name, data, len, uid, gid);
-	free(data);
-	return ret;
+	if (in < 0)
+		return -errno;
+	fd = tmp_open(dfd, name, tmp);
+	if (fd < 0) {
+		close(in);
+		return fd;
+	}
+	ret = copy_fd(in, fd);
+	close(in);
+	return tmp_commit(dfd, fd, tmp, name, ret, uid, gid);
 }
 
 #define LOG_RESERVE (64 << 10)

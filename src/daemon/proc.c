@@ -434,7 +434,8 @@ bool pid_in_use(pid_t pid, char *who, size_t wholen)
 	return used;
 }
 
-void proc_tree_signal(pid_t root, int sig)
+/* Walk ROOT's descendants (children found through /proc), deepest first, then ROOT. */
+static void tree_walk(pid_t root, void (*fn)(pid_t, void *), void *arg)
 {
 	char path[320], *text = NULL, *p, *end;
 	struct dirent *t;
@@ -453,11 +454,58 @@ void proc_tree_signal(pid_t root, int sig)
 
 			if (end == p)
 				break;
-			proc_tree_signal((pid_t)child, sig);
+			tree_walk((pid_t)child, fn, arg);
 		}
 		free(text);
 	}
 	if (tasks)
 		closedir(tasks);
-	kill(root, sig);
+	fn(root, arg);
+}
+
+static void signal_one(pid_t pid, void *arg)
+{
+	kill(pid, *(int *)arg);
+}
+
+void proc_tree_signal(pid_t root, int sig)
+{
+	tree_walk(root, signal_one, &sig);
+}
+
+struct pid_list {
+	pid_t *v;
+	size_t n, max;
+};
+
+static void collect_one(pid_t pid, void *arg)
+{
+	struct pid_list *l = arg;
+
+	if (l->n < l->max)
+		l->v[l->n++] = pid;
+}
+
+size_t proc_tree_pids(pid_t root, pid_t *out, size_t max)
+{
+	struct pid_list l = {out, 0, max};
+
+	tree_walk(root, collect_one, &l);
+	return l.n;
+}
+
+bool proc_wait_gone(const pid_t *pids, size_t n, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	char path[32];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "/proc/%d", (int)pids[i]);
+		while (access(path, F_OK) == 0) {
+			if (now_ms() >= end)
+				return false;
+			usleep(2000);
+		}
+	}
+	return true;
 }

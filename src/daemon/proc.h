@@ -80,6 +80,15 @@ bool pid_in_use(pid_t pid, char *who, size_t wholen);
 /* Send SIG to ROOT and all its descendants (children first found through /proc). */
 void proc_tree_signal(pid_t root, int sig);
 
+/* Store up to MAX PIDs of ROOT's tree (descendants first, ROOT last); returns the count. */
+size_t proc_tree_pids(pid_t root, pid_t *out, size_t max);
+
+/*
+ * Wait until none of PIDS has a /proc entry any more (zombies count as
+ * present: their PID cannot be reused yet). False on timeout.
+ */
+bool proc_wait_gone(const pid_t *pids, size_t n, int timeout_ms);
+
 /* Fill CR from a uid: primary group and supplementary groups from the user database. */
 int creds_from_uid(uid_t uid, struct creds *cr);
 

@@ -5,9 +5,12 @@
  * same file as often as asked, exists=false for files the checkpoint lacks.
  * Each file CRIU opens is written to its pipe by its own thread (restored
  * tasks read their pages files concurrently), with a helper thread that reads
- * and decompresses chunks ahead into a ring of SLOTS buffers, so
- * decompression overlaps CRIU's reading while memory stays at SLOTS chunk
- * buffers per file being served.
+ * and decompresses chunks ahead into a ring of slot buffers, so
+ * decompression overlaps CRIU's reading. Memory stays bounded however many
+ * files are open at once: each file gets MIN_SLOTS buffers (enough to keep
+ * one chunk in the pipe while the next is decompressed), and up to SLOTS
+ * while a small shared pool of EXTRA_SLOTS lasts. A one-process restore thus
+ * reads further ahead; a tree of many processes costs 2 chunks per file.
  *
  * Large files go into the pipe with vmsplice(): the pipe then refers to our
  * buffer's pages instead of a copy, which saves a copy of every byte (the
@@ -39,7 +42,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define SLOTS     4
+#define SLOTS       4 /* most buffers one file may use */
+#define MIN_SLOTS   2 /* what every file gets */
+#define EXTRA_SLOTS 4 /* shared by all files beyond their MIN_SLOTS */
 #define SMALL_MAX (64 << 10) /* files served inline: at most the default pipe size */
 
 struct server {
@@ -47,7 +52,8 @@ struct server {
 	int sock;
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
-	unsigned active; /* files being served */
+	unsigned active;      /* files being served */
+	unsigned extra_slots; /* left in the EXTRA_SLOTS pool */
 	int failed;
 	struct codec_ctx *ctx; /* for inline (small) files, main thread only */
 	uint64_t bytes_out, files_served, missing;
@@ -70,6 +76,7 @@ struct job {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct slot slots[SLOTS];
+	size_t nslots; /* slots in use: the ring is slots[0..nslots) */
 	bool stop; /* the writer gave up (EPIPE) */
 };
 
@@ -84,7 +91,7 @@ static void server_fail(struct server *s, int err)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Reader/decompressor: fills slot i % SLOTS with chunk i. */
+/* Reader/decompressor: fills slot i % nslots with chunk i. */
 static void *prefetch_main(void *arg)
 {
 	struct job *j = arg;
@@ -93,7 +100,7 @@ static void *prefetch_main(void *arg)
 	uint8_t *scratch = malloc(codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64);
 
 	for (size_t i = 0; i < j->n; i++) {
-		struct slot *sl = &j->slots[i % SLOTS];
+		struct slot *sl = &j->slots[i % j->nslots];
 		const struct chunk_ref *cr = &j->chunks[i];
 		int ret;
 
@@ -170,7 +177,7 @@ static int write_chunks(struct job *j)
 		use_splice = j->chunks[i].h.raw_len >= (uint64_t)psz;
 
 	for (size_t i = 0; i < j->n && !ret; i++) {
-		struct slot *sl = &j->slots[i % SLOTS];
+		struct slot *sl = &j->slots[i % j->nslots];
 		size_t len = j->chunks[i].h.raw_len;
 
 		pthread_mutex_lock(&j->lock);
@@ -203,7 +210,7 @@ static int write_chunks(struct job *j)
 		 * full pipe's worth of buffers was spliced after it (or it was
 		 * copied, not spliced). */
 		for (; held <= i; held++) {
-			struct slot *h = &j->slots[held % SLOTS];
+			struct slot *h = &j->slots[held % j->nslots];
 
 			if (use_splice && bufs - h->mark < max_bufs)
 				break;
@@ -236,14 +243,38 @@ static int slot_map(struct slot *sl, size_t size)
 	return 0;
 }
 
+/* How many slots a file of N chunks gets; those beyond MIN_SLOTS come from the pool. */
+static size_t slots_take(struct server *s, size_t n)
+{
+	size_t want = n < SLOTS ? n : SLOTS, extra = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (want > MIN_SLOTS) {
+		extra = want - MIN_SLOTS < s->extra_slots ? want - MIN_SLOTS : s->extra_slots;
+		s->extra_slots -= extra;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return want > MIN_SLOTS ? MIN_SLOTS + extra : want;
+}
+
+/* Return what slots_take() gave a file of NSLOTS slots to the pool. */
+static void slots_give(struct server *s, size_t nslots)
+{
+	pthread_mutex_lock(&s->lock);
+	if (nslots > MIN_SLOTS)
+		s->extra_slots += nslots - MIN_SLOTS;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *serve_file_main(void *arg)
 {
 	struct job *j = arg;
 	struct server *s = j->s;
-	size_t nslots = j->n < SLOTS ? j->n : SLOTS, maxraw = 0;
+	size_t nslots = slots_take(s, j->n), maxraw = 0;
 	pthread_t pf;
 	bool ok = true;
 
+	j->nslots = nslots;
 	for (size_t i = 0; i < j->n; i++)
 		if (j->chunks[i].h.raw_len > maxraw)
 			maxraw = j->chunks[i].h.raw_len;
@@ -266,6 +297,7 @@ static void *serve_file_main(void *arg)
 	for (size_t i = 0; i < nslots; i++)
 		if (j->slots[i].map)
 			munmap(j->slots[i].map, j->slots[i].len);
+	slots_give(s, nslots);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
 	free(j);
@@ -395,7 +427,7 @@ static int request_loop(struct server *s)
 
 int cmd_serve(const struct opts *o)
 {
-	struct server s = {.sock = -1};
+	struct server s = {.sock = -1, .extra_slots = EXTRA_SLOTS};
 	char sock_path[4096], buf[256];
 	uint64_t t0;
 	int lsock, ret;
