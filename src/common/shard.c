@@ -260,17 +260,29 @@ const struct chunk_ref *shard_index_file(const struct shard_index *idx, uint32_t
 int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *scratch, void *out)
 {
 	ssize_t got;
-	int ret;
 
 	if (c->h.codec == CODEC_NONE) {
 		got = pread_full(fd, out, c->h.raw_len, c->pos);
 		if (got != (ssize_t)c->h.stored_len)
 			return got < 0 ? (int)got : -EIO;
+		return XXH3_64bits(out, c->h.raw_len) == c->h.xxh3 ? 0 : -EBADMSG;
+	}
+	got = pread_full(fd, scratch, c->h.stored_len, c->pos);
+	if (got != (ssize_t)c->h.stored_len)
+		return got < 0 ? (int)got : -EIO;
+	return chunk_decode(ctx, c, scratch, out);
+}
+
+int chunk_decode(struct codec_ctx *ctx, const struct chunk_ref *c, const void *stored, void *out)
+{
+	int ret;
+
+	if (c->h.codec == CODEC_NONE) {
+		if (c->h.stored_len != c->h.raw_len)
+			return -EBADMSG;
+		memcpy(out, stored, c->h.raw_len);
 	} else {
-		got = pread_full(fd, scratch, c->h.stored_len, c->pos);
-		if (got != (ssize_t)c->h.stored_len)
-			return got < 0 ? (int)got : -EIO;
-		ret = codec_decompress(ctx, c->h.codec, scratch, c->h.stored_len, out,
+		ret = codec_decompress(ctx, c->h.codec, stored, c->h.stored_len, out,
 		                       c->h.raw_len);
 		if (ret)
 			return ret;

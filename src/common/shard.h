@@ -91,4 +91,10 @@ const struct chunk_ref *shard_index_file(const struct shard_index *idx, uint32_t
  */
 int chunk_load(struct codec_ctx *ctx, int fd, const struct chunk_ref *c, void *scratch, void *out);
 
+/*
+ * Decompress (or copy, for raw chunks) and verify chunk C whose h.stored_len
+ * stored bytes are at STORED; OUT gets h.raw_len bytes. Returns 0 or -EBADMSG.
+ */
+int chunk_decode(struct codec_ctx *ctx, const struct chunk_ref *c, const void *stored, void *out);
+
 #endif

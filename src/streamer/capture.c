@@ -38,9 +38,11 @@
 #include <xxhash.h>
 
 #define OUT_FLUSH (1u << 20) /* a worker writes its shard in pieces of ~1 MiB */
-/* Start writeback of a shard every this many bytes, so the disk works while
- * we capture and the final fsync has little left to wait for. */
+/* Buffered shards only: start writeback every this many bytes, so the disk
+ * works while we capture and the final fsync has little left to wait for. */
 #define WB_STEP   (8u << 20)
+/* Direct I/O: offsets, lengths and buffers in multiples of this. */
+#define DIO_ALIGN 4096u
 #define PROBE_LEN (64u << 10) /* sample size for the incompressibility test */
 
 struct chunk {
@@ -81,6 +83,7 @@ struct worker {
 	uint32_t seq;
 	uint64_t bytes_in, bytes_out, busy_ms;
 	uint64_t wb_done; /* shard bytes whose writeback was started */
+	bool direct;      /* fd is O_DIRECT: only whole DIO_ALIGN blocks go out */
 };
 
 struct capture {
@@ -206,17 +209,30 @@ static int chunk_submit(struct capture *c, struct chunk *ch)
 	return ret;
 }
 
+/* Leave direct I/O: the file system refused it, or the tail is not aligned. */
+static int shard_buffered(struct worker *w)
+{
+	int fl = fcntl(w->fd, F_GETFL);
+
+	if (fl < 0 || fcntl(w->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+		return -errno;
+	w->direct = false;
+	return 0;
+}
+
 /* Append LEN bytes to the shard; start writeback every WB_STEP bytes. */
 static int shard_write(struct worker *w, const void *buf, size_t len)
 {
 	int ret = write_all(w->fd, buf, len);
 
+	if (ret == -EINVAL && w->direct && !(ret = shard_buffered(w)))
+		ret = write_all(w->fd, buf, len); /* all or nothing was written */
 	if (ret) {
 		log_err("shard %s: write failed: %s", w->path, strerror(-ret));
 		return ret;
 	}
 	w->bytes_out += len;
-	if (w->bytes_out - w->wb_done >= WB_STEP) {
+	if (!w->direct && w->bytes_out - w->wb_done >= WB_STEP) {
 		/* Asynchronous: queues the dirty pages for writeback and returns.
 		 * A failure is harmless here; the final fsync reports real errors. */
 		sync_file_range(w->fd, w->wb_done, w->bytes_out - w->wb_done,
@@ -226,12 +242,27 @@ static int shard_write(struct worker *w, const void *buf, size_t len)
 	return 0;
 }
 
-static int worker_flush(struct worker *w)
+/*
+ * Write out the buffered bytes. With direct I/O only whole blocks can go, and
+ * the rest (under DIO_ALIGN bytes) moves to the buffer's start; FINAL writes
+ * it too, through the page cache.
+ */
+static int worker_flush(struct worker *w, bool final)
 {
-	int ret = w->out_used ? shard_write(w, w->out, w->out_used) : 0;
+	size_t n = w->direct ? w->out_used / DIO_ALIGN * DIO_ALIGN : w->out_used;
+	int ret = n ? shard_write(w, w->out, n) : 0;
 
-	if (!ret)
-		w->out_used = 0;
+	if (ret)
+		return ret;
+	memmove(w->out, w->out + n, w->out_used - n);
+	w->out_used -= n;
+	if (final && w->out_used) {
+		ret = w->direct ? shard_buffered(w) : 0;
+		if (!ret)
+			ret = shard_write(w, w->out, w->out_used);
+		if (!ret)
+			w->out_used = 0;
+	}
 	return ret;
 }
 
@@ -283,15 +314,21 @@ static int worker_store(struct worker *w, struct chunk *ch)
 		h.stored_len = n;
 		chunk_hdr_encode(&h, w->out + w->out_used);
 		w->out_used += CHUNK_HDR_SIZE + n;
-		return w->out_used >= OUT_FLUSH ? worker_flush(w) : 0;
+		return w->out_used >= OUT_FLUSH ? worker_flush(w, false) : 0;
 	}
-	/* Data that does not shrink is stored as is (cheaper to serve), written
-	 * straight from the chunk buffer rather than copied. */
+	/* Data that does not shrink is stored as is (cheaper to serve). Buffered
+	 * shards take it straight from the chunk buffer; direct I/O needs it in
+	 * the aligned output buffer (a memcpy, far cheaper than compressing). */
 	h.codec = CODEC_NONE;
 	h.stored_len = ch->len;
 	chunk_hdr_encode(&h, w->out + w->out_used);
 	w->out_used += CHUNK_HDR_SIZE;
-	ret = worker_flush(w);
+	if (w->direct) {
+		memcpy(w->out + w->out_used, ch->buf, ch->len);
+		w->out_used += ch->len;
+		return w->out_used >= OUT_FLUSH ? worker_flush(w, false) : 0;
+	}
+	ret = worker_flush(w, false);
 	return ret ? ret : shard_write(w, ch->buf, ch->len);
 }
 
@@ -334,7 +371,7 @@ static void *worker_main(void *arg)
 			break;
 	}
 	if (!ret && !c->failed)
-		ret = worker_flush(w);
+		ret = worker_flush(w, true);
 	if (!ret && !c->failed && fsync(w->fd) < 0) {
 		ret = -errno;
 		log_err("shard %s: fsync failed: %s", w->path, strerror(errno));
@@ -399,7 +436,10 @@ static int open_shards(struct capture *c)
 		w->k = k;
 		snprintf(w->path, sizeof(w->path), "%s/img-%u.%s", o->dir, k,
 		         codec_ext(o->codec.id));
-		w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
+		w->direct = w->fd >= 0;
+		if (w->fd < 0 && errno == EINVAL) /* a file system without direct I/O */
+			w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (w->fd < 0) {
 			ret = -errno;
 			log_err("shard %s: %s", w->path, strerror(errno));
@@ -407,7 +447,8 @@ static int open_shards(struct capture *c)
 		}
 		w->ctx = codec_ctx_new();
 		w->out_cap = OUT_FLUSH + CHUNK_HDR_SIZE + codec_bound(o->codec.id, o->chunk_size);
-		w->out = malloc(w->out_cap);
+		w->out_cap = (w->out_cap + DIO_ALIGN - 1) / DIO_ALIGN * DIO_ALIGN;
+		w->out = aligned_alloc(DIO_ALIGN, w->out_cap);
 		w->probe_cap = codec_bound(o->codec.id, PROBE_LEN);
 		w->probe = malloc(w->probe_cap);
 		if (!w->ctx || !w->out || !w->probe)

@@ -4,9 +4,10 @@
  * The main thread answers CRIU's requests in whatever order they come, the
  * same file as often as asked, exists=false for files the checkpoint lacks.
  * Each file CRIU opens is written to its pipe by its own thread (restored
- * tasks read their pages files concurrently), with a helper thread that reads
- * and decompresses chunks ahead into a ring of slot buffers, so
- * decompression overlaps CRIU's reading. Memory stays bounded however many
+ * tasks read their pages files concurrently), with a helper thread that
+ * decompresses chunks ahead into a ring of slot buffers, so decompression
+ * overlaps CRIU's reading, and a readahead (readahead.h) that reads the
+ * stored chunks with direct I/O ahead of the decompressor. Memory stays bounded however many
  * files are open at once: each file gets MIN_SLOTS buffers (enough to keep
  * one chunk in the pipe while the next is decompressed), and up to SLOTS
  * while a small shared pool of EXTRA_SLOTS lasts. A one-process restore thus
@@ -28,6 +29,7 @@
 #include "streamer.h"
 #include "criu_stream.h"
 #include "log.h"
+#include "readahead.h"
 #include "util.h"
 
 #include <errno.h>
@@ -45,6 +47,7 @@
 #define SLOTS       4 /* most buffers one file may use */
 #define MIN_SLOTS   2 /* what every file gets */
 #define EXTRA_SLOTS 4 /* shared by all files beyond their MIN_SLOTS */
+#define RA_BUFS     2 /* stored chunks read ahead per file */
 #define SMALL_MAX (64 << 10) /* files served inline: at most the default pipe size */
 
 struct server {
@@ -91,18 +94,19 @@ static void server_fail(struct server *s, int err)
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Reader/decompressor: fills slot i % nslots with chunk i. */
+/* Decompressor: fills slot i % nslots with chunk i, read ahead by RA. */
 static void *prefetch_main(void *arg)
 {
 	struct job *j = arg;
 	struct ckpt *ck = &j->s->ck;
 	struct codec_ctx *ctx = codec_ctx_new();
-	uint8_t *scratch = malloc(codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64);
+	struct readahead *ra = readahead_start(ck->dfds, ck->fds, j->chunks, j->n, RA_BUFS);
 
 	for (size_t i = 0; i < j->n; i++) {
 		struct slot *sl = &j->slots[i % j->nslots];
 		const struct chunk_ref *cr = &j->chunks[i];
-		int ret;
+		const uint8_t *stored = NULL;
+		int ret = -ENOMEM;
 
 		pthread_mutex_lock(&j->lock);
 		while (sl->state == 1 && !j->stop)
@@ -110,10 +114,10 @@ static void *prefetch_main(void *arg)
 		pthread_mutex_unlock(&j->lock);
 		if (j->stop)
 			break;
-		ret = !ctx || !scratch ? -ENOMEM
-		      : cr->h.stored_len > codec_bound(CODEC_ZSTD, ck->m.chunk_size) + 64
-		              ? -EBADMSG
-		              : chunk_load(ctx, ck->fds[cr->shard], cr, scratch, sl->buf);
+		if (ctx && ra && (stored = readahead_get(ra, i, &ret))) {
+			ret = chunk_decode(ctx, cr, stored, sl->buf);
+			readahead_put(ra, i);
+		}
 		if (ret)
 			ckpt_chunk_error(ck, cr, ret);
 		pthread_mutex_lock(&j->lock);
@@ -123,8 +127,8 @@ static void *prefetch_main(void *arg)
 		if (ret)
 			break;
 	}
+	readahead_stop(ra);
 	codec_ctx_free(ctx);
-	free(scratch);
 	return NULL;
 }
 

@@ -52,7 +52,8 @@ struct ckpt {
 	const char *dir;
 	struct manifest m;
 	struct shard_index idx;
-	int *fds; /* open shard files, by shard index */
+	int *fds;  /* open shard files, by shard index */
+	int *dfds; /* the same opened O_DIRECT, or -1 where that is refused */
 	char **paths;
 	const struct manifest_file **by_id; /* file of each id (NULL: superseded) */
 	uint32_t nids;
