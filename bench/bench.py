@@ -817,6 +817,62 @@ def timed(cmd, stdin=None, stdout=None, shell=False):
     return wall, cpu_of(ru)
 
 
+def liblz4_speed(pages, size):
+    """liblz4 itself, as the streamer calls it (LZ4_compress_default on 2 MiB
+    chunks, one thread), over the whole image and each quarter of it (the
+    mixed workload's quarters: random, text, floats, sparse pages)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("liblz4.so.1")
+    except OSError as e:
+        return [f"- liblz4: not measured ({e})"]
+    chunk = 2 << 20
+    bound = lib.LZ4_compressBound(chunk)
+    dst = ctypes.create_string_buffer(bound)
+    with open(pages, "rb") as f:
+        data = f.read()
+    names = ["random", "text", "floats", "sparse"]
+    q = size // 4
+    parts = [("whole image", 0, size)] + [(f"quarter {i + 1} ({names[i]})", i * q, (i + 1) * q)
+                                          for i in range(4)]
+    out = ["- liblz4 1 thread, LZ4_compress_default on 2 MiB chunks (what the streamer runs):"]
+    for what, a, b in parts:
+        stored = 0
+        c0 = time.process_time()
+        for off in range(a, b, chunk):
+            piece = data[off:min(off + chunk, b)]
+            n = lib.LZ4_compress_default(piece, dst, len(piece), bound)
+            stored += n if 0 < n < len(piece) else len(piece)
+        cpu = time.process_time() - c0
+        out.append(f"  {what}: {(b - a) / cpu / 1e6:.0f} MB/s per core, "
+                   f"{cpu / ((b - a) / GIB):.2f} CPU s/GiB, ratio {(b - a) / stored:.2f}")
+    return out
+
+
+def fresh_memory_cost(env):
+    """What a page of memory costs the first time it is touched, against
+    rewriting one already in use: dd into a new tmpfs file, then over it."""
+    path = os.path.join("/dev/shm", f"stasis-bench-{os.getpid()}")
+    count = 1024
+    try:
+        w1, _ = timed(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={count}",
+                       "status=none"])
+        w2, _ = timed(["dd", "if=/dev/zero", f"of={path}", "bs=1M", f"count={count}",
+                       "conv=notrunc", "status=none"])
+    except Failed as e:
+        return [f"- fresh memory: not measured ({e})"]
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    pages = count * 256
+    rep = "/sys/module/page_reporting/parameters"
+    how = ("; the kernel reports free memory to the host (free page reporting, "
+           f"order {sh(f'cat {rep}/page_reporting_order')})" if os.path.isdir(rep) else "")
+    return [f"- fresh memory: writing 1 GiB into new pages {count / w1:.0f} MB/s, into pages "
+            f"already in use {count / w2:.0f} MB/s: {(w1 - w2) / pages * 1e6:.2f} us per new "
+            f"4 KiB page{how}"]
+
+
 def limits(env, args):
     """The physical limits on this machine, on the bytes of a real image:
     lz4 -1 / zstd -1 per core, pipe and disk bandwidth. Returns text lines."""
@@ -857,6 +913,7 @@ def limits(env, args):
     with open(pages, "rb") as src:
         w, c = timed(["zstd", "-1", "-q", "-c"], stdin=src, stdout=null)
     line("zstd -1 compress to /dev/null", w, c)
+    out.extend(liblz4_speed(pages, size))
     w, c = timed(f"dd if={pages} bs=1M status=none | dd of=/dev/null bs=1M status=none",
                  shell=True)
     line("pipe (dd | dd, 1 MiB blocks, two copies)", w, c)
@@ -868,6 +925,13 @@ def limits(env, args):
     drop_caches(True)
     w, c = timed(["dd", f"if={copy}", "of=/dev/null", "bs=1M", "status=none"])
     line("disk read after drop_caches (dd)", w, c)
+    os.unlink(copy)
+    w, c = timed(["dd", f"if={pages}", f"of={copy}", "bs=4M", "oflag=direct", "conv=fdatasync",
+                  "status=none"])
+    line("disk write, direct I/O (dd bs=4M oflag=direct conv=fdatasync)", w, c)
+    w, c = timed(["dd", f"if={copy}", "of=/dev/null", "bs=4M", "iflag=direct", "status=none"])
+    line("disk read, direct I/O (dd bs=4M iflag=direct)", w, c)
+    out.extend(fresh_memory_cost(env))
     null.close()
     shutil.rmtree(img, ignore_errors=True)
     for f in (z, copy):
@@ -1084,6 +1148,9 @@ def write_meta(env, args, cases, when, meta=None):
             "disk": sh(f"df -h {args.workdir} | tail -1"),
             "criu": sh(f"{env.criu} --version | head -1"),
             "lz4": sh("lz4 -V 2>&1 | head -1"),
+            "page_reporting": sh("cd /sys/module/page_reporting/parameters 2>/dev/null && "
+                                 "grep -H . page_reporting_order min_free_ms 2>/dev/null | "
+                                 "tr '\\n' ' '") or "none",
             "drop_caches": str(env.drop),
             "ref_size": f"{args.ref_size:g}",
             "cases": "; ".join(f"{c.key} x{c.procs}: " + ",".join(s.name for s in ss)
