@@ -9,6 +9,12 @@
  * evenly), checksum, compress and append it. The queue is bounded: memory is
  * (open pipes + 2N + 2) chunk buffers whatever the image size.
  *
+ * Shards are written with O_DIRECT from each worker's aligned output buffer:
+ * no page-cache page is allocated per byte written (on hosts that take free
+ * memory back, a fresh page is costly), and the job's memory is not pushed
+ * out of the page cache by its own checkpoint. Where O_DIRECT is refused the
+ * worker falls back to the page cache with early writeback.
+ *
  * Completeness: the manifest is written only after CRIU closed the socket,
  * every pipe reached EOF, inventory.img (CRIU writes it last) arrived, and
  * every shard is fsync'ed. On any error the socket and pipes are closed so
