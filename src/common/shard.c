@@ -159,6 +159,9 @@ static int scan_shard(const char *path, uint32_t k, size_t n, uint64_t ckpt_id,
 		seterr(err, errlen, "shard %s: %s", path, strerror(-ret));
 		goto out;
 	}
+	/* Only the headers are read, one per chunk (~1 MiB apart): readahead
+	 * would read 128 KiB of data around each for nothing. */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
 	got = pread_full(fd, buf, SHARD_HDR_SIZE, 0);
 	if (got != SHARD_HDR_SIZE || (ret = shard_hdr_decode(buf, &sh)) || sh.index != k ||
 	    sh.count != n || sh.ckpt_id != ckpt_id) {

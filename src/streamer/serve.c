@@ -39,6 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -142,18 +144,46 @@ static void slot_release(struct job *j, struct slot *sl)
 }
 
 /*
- * Splice LEN bytes at BUF (page-aligned) into the pipe; *BUFS counts the pipe
- * buffers used (one per page or part of a page spliced by one call).
- * Returns 0, -errno, or 1 if vmsplice() cannot be used on this fd at all.
+ * Wait until the full pipe FD (of PSZ bytes) is at most half full. A
+ * blocking write into a full pipe is woken for every page the reader takes,
+ * and CRIU reads some images a page per read() (a child's pages that it
+ * compares with its parent's): refilled a page at a time, that costs two
+ * context switches per 4 KiB. Woken once, the pipe is no longer full and
+ * further reads wake nobody; short sleeps then let it drain to half. A reader
+ * taking large reads empties the pipe at once and never sleeps here.
  */
-static int splice_all(int fd, const uint8_t *buf, size_t len, uint64_t *bufs, size_t page)
+static void wait_pipe_room(int fd, int psz)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int queued;
+
+	while (poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	for (int i = 0; i < 200 && !(p.revents & (POLLERR | POLLHUP)); i++) {
+		if (ioctl(fd, FIONREAD, &queued) || queued <= psz / 2)
+			break;
+		usleep(100);
+	}
+}
+
+/*
+ * Splice LEN bytes at BUF (page-aligned) into the pipe of PSZ bytes; *BUFS
+ * counts the pipe buffers used (one per page or part of a page spliced by one
+ * call). Returns 0, -errno, or 1 if vmsplice() cannot be used on this fd at all.
+ */
+static int splice_all(int fd, int psz, const uint8_t *buf, size_t len, uint64_t *bufs,
+                      size_t page)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		struct iovec iov = {(void *)(buf + done), len - done};
-		ssize_t n = vmsplice(fd, &iov, 1, 0);
+		ssize_t n = vmsplice(fd, &iov, 1, SPLICE_F_NONBLOCK);
 
+		if (n < 0 && errno == EAGAIN) {
+			wait_pipe_room(fd, psz);
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -193,7 +223,7 @@ static int write_chunks(struct job *j)
 			server_fail(s, ret);
 			break;
 		}
-		ret = use_splice ? splice_all(j->fd, sl->buf, len, &bufs, page) : 1;
+		ret = use_splice ? splice_all(j->fd, psz, sl->buf, len, &bufs, page) : 1;
 		if (ret == 1) {
 			use_splice = false;
 			ret = write_all(j->fd, sl->buf, len);
