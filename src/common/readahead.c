@@ -116,8 +116,12 @@ struct readahead *readahead_start(const int *dfds, const int *fds, const struct 
 		free(ra);
 		return NULL;
 	}
-	*ra = (struct readahead){.dfds = dfds, .fds = fds, .chunks = chunks, .n = n,
-	                         .nbuf = nbuf ? nbuf : 1, .direct = true};
+	*ra = (struct readahead){.dfds = dfds,
+	                         .fds = fds,
+	                         .chunks = chunks,
+	                         .n = n,
+	                         .nbuf = nbuf ? nbuf : 1,
+	                         .direct = true};
 	/* The window: up to one block before the bytes and the rest of the last. */
 	ra->cap = (most + 2 * RA_ALIGN - 1) / RA_ALIGN * RA_ALIGN;
 	ra->bufs = calloc(ra->nbuf, sizeof(*ra->bufs));
