@@ -11,7 +11,8 @@
  * reads the same way through the page cache.
  *
  * Chunks are taken strictly in order: get(0), put(0), get(1), ... with up to
- * NBUF chunks got and not yet put.
+ * NBUF chunks got and not yet put. Direct reads have no kernel readahead
+ * behind them, so several reader threads keep several reads in flight.
  */
 #ifndef STASIS_READAHEAD_H
 #define STASIS_READAHEAD_H
@@ -25,11 +26,12 @@ struct readahead;
 
 /*
  * Start reading CHUNKS[0..N) (their shards: DFDS opened O_DIRECT, -1 where
- * not possible, FDS opened plainly) into NBUF buffers. NULL if out of memory
- * or a chunk is larger than any valid chunk can be.
+ * not possible, FDS opened plainly) into NBUF buffers with NREADERS threads
+ * (each keeps one read in flight; NBUF is rounded up to a multiple of it).
+ * NULL if out of memory or a chunk is larger than any valid chunk can be.
  */
 struct readahead *readahead_start(const int *dfds, const int *fds, const struct chunk_ref *chunks,
-                                  size_t n, size_t nbuf);
+                                  size_t n, size_t nbuf, size_t nreaders);
 
 /* Wait for chunk I; returns its h.stored_len stored bytes, or NULL with *ERR
  * set (-errno, or -EIO if the shard ends early). */

@@ -49,7 +49,7 @@
 #define SLOTS       4 /* most buffers one file may use */
 #define MIN_SLOTS   2 /* what every file gets */
 #define EXTRA_SLOTS 4 /* shared by all files beyond their MIN_SLOTS */
-#define RA_BUFS     2 /* stored chunks read ahead per file */
+#define RA_READERS  2 /* direct reads in flight for a file with extra slots */
 #define SMALL_MAX (64 << 10) /* files served inline: at most the default pipe size */
 
 struct server {
@@ -102,7 +102,11 @@ static void *prefetch_main(void *arg)
 	struct job *j = arg;
 	struct ckpt *ck = &j->s->ck;
 	struct codec_ctx *ctx = codec_ctx_new();
-	struct readahead *ra = readahead_start(ck->dfds, ck->fds, j->chunks, j->n, RA_BUFS);
+	/* A file with extra slots (the one big file of a one-process restore, the
+	 * first few of a tree) also gets more reads in flight. */
+	size_t readers = j->nslots > MIN_SLOTS ? RA_READERS : 1;
+	struct readahead *ra =
+	        readahead_start(ck->dfds, ck->fds, j->chunks, j->n, 2 * readers, readers);
 
 	for (size_t i = 0; i < j->n; i++) {
 		struct slot *sl = &j->slots[i % j->nslots];

@@ -1,6 +1,7 @@
 /* Unit tests for readahead.c: chunks at unaligned offsets read back exactly,
- * with direct I/O (a real file on /var/tmp) and without, up to the very end
- * of a file; a chunk past the end fails with -EIO; stopping early returns. */
+ * with direct I/O (a real file on /var/tmp) and without, with one or several
+ * reader threads, up to the very end of a file; a chunk past the end fails
+ * with -EIO; stopping early returns. */
 #include "unit.h"
 #include "readahead.h"
 
@@ -34,9 +35,9 @@ static void make_chunks(void)
 	}
 }
 
-static int read_all(const int *dfds, const int *fds, size_t nbuf)
+static int read_all(const int *dfds, const int *fds, size_t nbuf, size_t nreaders)
 {
-	struct readahead *ra = readahead_start(dfds, fds, chunks, NCHUNKS, nbuf);
+	struct readahead *ra = readahead_start(dfds, fds, chunks, NCHUNKS, nbuf, nreaders);
 	int bad = 0, err = 0;
 
 	if (!ra)
@@ -58,9 +59,12 @@ TEST(direct_reads_exact_bytes)
 
 	CHECK(fd >= 0);
 	CHECK(dfd >= 0); /* /var/tmp is a disk file system here */
-	CHECK_EQ_INT(read_all(&dfd, &fd, 2), 0);
-	CHECK_EQ_INT(read_all(&dfd, &fd, 1), 0);
-	CHECK_EQ_INT(read_all(&dfd, &fd, 5), 0);
+	CHECK_EQ_INT(read_all(&dfd, &fd, 2, 1), 0);
+	CHECK_EQ_INT(read_all(&dfd, &fd, 1, 1), 0);
+	CHECK_EQ_INT(read_all(&dfd, &fd, 5, 1), 0);
+	CHECK_EQ_INT(read_all(&dfd, &fd, 4, 2), 0);
+	CHECK_EQ_INT(read_all(&dfd, &fd, 4, 3), 0); /* 4 buffers become 6 */
+	CHECK_EQ_INT(read_all(&dfd, &fd, 1, 8), 0);
 	close(fd);
 	close(dfd);
 }
@@ -69,8 +73,8 @@ TEST(buffered_reads_exact_bytes)
 {
 	int fd = open(path, O_RDONLY), none = -1;
 
-	CHECK_EQ_INT(read_all(NULL, &fd, 2), 0);
-	CHECK_EQ_INT(read_all(&none, &fd, 3), 0);
+	CHECK_EQ_INT(read_all(NULL, &fd, 2, 1), 0);
+	CHECK_EQ_INT(read_all(&none, &fd, 3, 2), 0);
 	close(fd);
 }
 
@@ -81,7 +85,7 @@ TEST(past_end_is_eio)
 	struct readahead *ra;
 
 	c.h.stored_len += 1; /* one byte more than the file holds */
-	ra = readahead_start(&dfd, &fd, &c, 1, 2);
+	ra = readahead_start(&dfd, &fd, &c, 1, 2, 2);
 	CHECK(ra != NULL);
 	if (ra) {
 		CHECK(readahead_get(ra, 0, &err) == NULL);
@@ -95,7 +99,7 @@ TEST(past_end_is_eio)
 TEST(stop_early_and_refuse_huge)
 {
 	int fd = open(path, O_RDONLY), err = 0;
-	struct readahead *ra = readahead_start(NULL, &fd, chunks, NCHUNKS, 2);
+	struct readahead *ra = readahead_start(NULL, &fd, chunks, NCHUNKS, 2, 2);
 	struct chunk_ref huge = chunks[0];
 
 	CHECK(ra != NULL);
@@ -104,7 +108,7 @@ TEST(stop_early_and_refuse_huge)
 		readahead_stop(ra); /* the thread waits for a free buffer: must return */
 	}
 	huge.h.stored_len = UINT32_MAX;
-	CHECK(readahead_start(NULL, &fd, &huge, 1, 2) == NULL);
+	CHECK(readahead_start(NULL, &fd, &huge, 1, 2, 1) == NULL);
 	close(fd);
 }
 
