@@ -66,7 +66,9 @@ PYEOF
 # stop_streamer DIR MODE COND: wait (20 s at most) for the streamer of DIR in
 # MODE (capture|serve), then until COND holds, then SIGSTOP it and print its
 # pid. COND: "bytes:N" (its shards in DIR hold N bytes or more), "pid:P"
-# (process P exists: CRIU has forked the restored task), or "now".
+# (process P exists: CRIU has forked the restored task), "criu" (a criu
+# restore runs), or "now". With pid: and criu the streamer runs in 2 ms steps
+# until then.
 stop_streamer() {
 	$PY - "$1" "$2" "$3" <<'PYEOF'
 import glob, os, signal, sys, time
@@ -86,9 +88,20 @@ def streamer():
                 return int(p)
         except (OSError, ValueError, IndexError):
             continue
+def criu_running():
+    for p in os.listdir('/proc'):
+        try:
+            args = open('/proc/%s/cmdline' % p, 'rb').read().split(b'\0')
+            if args[0].endswith(b'criu') and b'restore' in args:
+                return True
+        except OSError:
+            continue
+    return False
 def ready():
     if cond == 'now':
         return True
+    if cond == 'criu':
+        return criu_running()
     kind, val = cond.split(':')
     if kind == 'bytes':
         return sum(os.path.getsize(f) for f in glob.glob(d + '/img-*')) >= int(val)
@@ -99,7 +112,7 @@ while time.time() < end and not pid:
     time.sleep(0.001)
 if not pid:
     sys.exit(1)
-if cond.startswith('pid:'):
+if cond.startswith('pid:') or cond == 'criu':
     # Hold the streamer at once and let it run in 2 ms steps until CRIU has
     # forked the task: the window is found even on a loaded machine.
     os.kill(pid, signal.SIGSTOP)

@@ -24,11 +24,14 @@ restorable() {
 }
 redump() { sd dump job r1 -d "$T/r1" --stream 2 --force >/dev/null || die "redump"; }
 
-# 1. CRIU killed early: the streamer is held before it serves a byte.
+# 1. CRIU killed early: the streamer is held (run in 2 ms steps) from the
+# moment it appears until CRIU has started, so CRIU gets at most a few small
+# images. (Stopping it at once could stop it before its ready line, and then
+# the daemon never starts CRIU.)
 CASE=criu_killed_early
 sd restore job r1 >"$T/e.out" 2>&1 &
 rpid=$!
-spid=$(stop_streamer "$T/r1" serve now) || die "no serve streamer"
+spid=$(stop_streamer "$T/r1" serve criu) || die "no serve streamer"
 wait_for 10 test -n "$(criu_of "$T/r1" restore)" || die "no criu"
 sleep 0.3
 kill -9 "$(criu_of "$T/r1" restore)"
