@@ -148,15 +148,19 @@ static void slot_release(struct job *j, struct slot *sl)
 }
 
 /*
- * Wait until the full pipe FD (of PSZ bytes) is at most half full. A
- * blocking write into a full pipe is woken for every page the reader takes,
- * and CRIU reads some images a page per read() (a child's pages that it
- * compares with its parent's): refilled a page at a time, that costs two
+ * The full pipe FD (of PSZ bytes) has room again: wait until it is at most
+ * half full. CRIU reads some images a page per read() (the pages of a child
+ * that it compares with its parent's); a writer blocked on the full pipe is
+ * woken for every such page, and refilling it a page at a time costs two
  * context switches per 4 KiB. Woken once, the pipe is no longer full and
- * further reads wake nobody; short sleeps then let it drain to half. A reader
- * taking large reads empties the pipe at once and never sleeps here.
+ * further reads wake nobody; short sleeps let it drain to half.
+ * Returns true if the pipe was already at most half full when first looked
+ * at: the reader takes large reads, and the caller may as well block in
+ * vmsplice() from then on. (Looking takes the pipe's lock, which a large read
+ * holds while it faults in the pages it copies; a writer polling the level
+ * then spins on that lock for nothing.)
  */
-static void wait_pipe_room(int fd, int psz)
+static bool wait_pipe_room(int fd, int psz)
 {
 	struct pollfd p = {.fd = fd, .events = POLLOUT};
 	int queued;
@@ -165,27 +169,29 @@ static void wait_pipe_room(int fd, int psz)
 		;
 	for (int i = 0; i < 200 && !(p.revents & (POLLERR | POLLHUP)); i++) {
 		if (ioctl(fd, FIONREAD, &queued) || queued <= psz / 2)
-			break;
+			return i == 0;
 		usleep(100);
 	}
+	return false;
 }
 
 /*
  * Splice LEN bytes at BUF (page-aligned) into the pipe of PSZ bytes; *BUFS
  * counts the pipe buffers used (one per page or part of a page spliced by one
- * call). Returns 0, -errno, or 1 if vmsplice() cannot be used on this fd at all.
+ * call). *BULK: the reader takes large reads (see wait_pipe_room()).
+ * Returns 0, -errno, or 1 if vmsplice() cannot be used on this fd at all.
  */
 static int splice_all(int fd, int psz, const uint8_t *buf, size_t len, uint64_t *bufs,
-                      size_t page)
+                      size_t page, bool *bulk)
 {
 	size_t done = 0;
 
 	while (done < len) {
 		struct iovec iov = {(void *)(buf + done), len - done};
-		ssize_t n = vmsplice(fd, &iov, 1, SPLICE_F_NONBLOCK);
+		ssize_t n = vmsplice(fd, &iov, 1, *bulk ? 0 : SPLICE_F_NONBLOCK);
 
 		if (n < 0 && errno == EAGAIN) {
-			wait_pipe_room(fd, psz);
+			*bulk = wait_pipe_room(fd, psz);
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -204,7 +210,7 @@ static int write_chunks(struct job *j)
 	int psz = fcntl(j->fd, F_GETPIPE_SZ);
 	size_t page = sysconf(_SC_PAGESIZE), held = 0; /* oldest slot still in the pipe */
 	uint64_t bufs = 0, max_bufs = psz > 0 ? (uint64_t)psz / page : 0;
-	bool use_splice = psz > 0;
+	bool use_splice = psz > 0, bulk = false;
 	int ret = 0;
 
 	/* Each chunk but the last must fill the pipe, so that splicing chunk i
@@ -227,7 +233,7 @@ static int write_chunks(struct job *j)
 			server_fail(s, ret);
 			break;
 		}
-		ret = use_splice ? splice_all(j->fd, psz, sl->buf, len, &bufs, page) : 1;
+		ret = use_splice ? splice_all(j->fd, psz, sl->buf, len, &bufs, page, &bulk) : 1;
 		if (ret == 1) {
 			use_splice = false;
 			ret = write_all(j->fd, sl->buf, len);
