@@ -7,9 +7,16 @@
  *    cannot dump another uid's process, and the owner's CRIU can only write where
  *    the owner can. Root's own jobs: plain root CRIU.
  *  - the streamer runs as the job's owner, so every file it writes is theirs.
- *  - criu restore runs as root (the task comes back with the uid in its images),
- *    with its work dir (log, stats) in the daemon's private state dir, never in the
- *    user's directory; the log is copied in afterwards.
+ *  - criu restore of a non-root job runs as the job's owner too, with only the
+ *    capabilities a restore needs (CRIU_CAPS_RESTORE, see proc.c), so every file,
+ *    socket and mapping of the job is reopened with the owner's rights; only
+ *    images that the owner cannot have changed since the dump are restored
+ *    (ckdir_lock, the digest) and their credentials are checked first (coreimg.h).
+ *    Root's own jobs: root CRIU. Its work dir (log, stats) is in the daemon's
+ *    private state dir, never in the user's directory (the owner's CRIU reaches
+ *    it through an inherited fd); the log is copied in afterwards.
+ *  - every checkpoint directory is held by fd from the moment it is opened, and a
+ *    recorded one is only opened again if it is the very directory recorded.
  */
 #include "checkpoint.h"
 
@@ -27,6 +34,7 @@
 #include <unistd.h>
 
 #include "ckdir.h"
+#include "coreimg.h"
 #include "db.h"
 #include "gpu.h"
 #include "jobs.h"
@@ -94,7 +102,9 @@ struct op {
 	char fdpath[64];   /* /proc/self/fd/<dfd>: DIR for CRIU and the streamer, which
 	                    * inherit dfd: immune to renames of DIR's ancestors by its
 	                    * owner, and valid even if the daemon dies meanwhile */
-	bool locked;       /* DIR is root's while we work (ckdir_lock) */
+	bool locked;       /* DIR is root's while we work (ckdir_lock*) */
+	bool restoring;    /* CRIU restores: the owner's CRIU gets CRIU_CAPS_RESTORE */
+	int wfd;           /* restore: CRIU's work dir, or -1 */
 	bool stop_after;   /* CRIU leaves the job stopped; we kill it once all is recorded */
 	bool stopped;      /* ... and it is stopped now */
 	struct op_rec rec; /* what a daemon after a crash must finish (recover.c) */
@@ -167,6 +177,7 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 	const char *cur = NULL;
 
 	op->dfd = -1;
+	op->wfd = -1;
 	op->streamer = -1;
 	op->t0 = now_ms();
 	if (db_job_get(id, &op->job))
@@ -196,13 +207,29 @@ static int op_open_dir(struct op *op)
 	return 0;
 }
 
+/*
+ * Every dump, root's jobs' too, writes into a directory it has just emptied
+ * and that no one else can reach (ckdir_lock_dump): a file planted in it, or
+ * held open, before that moment is gone by the time CRIU writes.
+ */
 static int op_lock(struct op *op)
 {
-	if (!op->as_owner)
-		return 0;
 	op->locked = true;
-	if (ckdir_lock(op->dfd, op->dir, op->err, op->errlen))
+	if (ckdir_lock_dump(op->dfd, op->dir, op->err, op->errlen))
 		return 409;
+	if (ckdir_identity(op->dfd, &op->rec.dev, &op->rec.ino))
+		return fail(op, 500, "%s: %s", op->dir, strerror(errno));
+	return 0;
+}
+
+/* A restore reads what no one can change any more (ckdir_lock). */
+static int op_freeze(struct op *op)
+{
+	op->locked = true;
+	if (ckdir_lock(op->dfd, op->dir, op->job.gid, op->err, op->errlen))
+		return 409;
+	if (ckdir_identity(op->dfd, &op->rec.dev, &op->rec.ino))
+		return fail(op, 500, "%s: %s", op->dir, strerror(errno));
 	return 0;
 }
 
@@ -325,9 +352,10 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 
 	if (as_owner) {
 		o.cr = &op->owner;
-		o.criu_caps = true;
+		o.criu_caps = op->restoring ? CRIU_CAPS_RESTORE : CRIU_CAPS_DUMP;
 	}
 	o.keep_fd2 = op->dfd;
+	o.keep_fd = op->wfd; /* restore: CRIU's work dir */
 	op->t_criu = now_ms();
 	ret = spawn(&o, &pid, &phase);
 	if (ret) {
@@ -657,6 +685,8 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	c.size = size;
 	c.created = (int64_t)wall_ms();
 	c.digest = digest;
+	c.dev = op->rec.dev;
+	c.ino = op->rec.ino;
 	marker = json_pack("{s:s, s:i, s:I, s:b, s:i, s:I}", "job", op->job.id, "pid", op->job.pid,
 	                   "uid", (json_int_t)op->job.uid, "streamed", c.streamed, "shards",
 	                   c.shards, "created_ms", (json_int_t)c.created);
@@ -918,14 +948,44 @@ static int manifest_shards(int dfd)
 	return n;
 }
 
+/*
+ * Open the checkpoint to restore. A recorded one only if its path still leads,
+ * without a symlink, to the very directory recorded; and only if that is the
+ * job owner's (or root's, as a restore interrupted by a daemon stop leaves it).
+ * Nothing is done to any other directory: it is not locked, not handed over.
+ */
+static int open_checkpoint(struct op *op, const struct ckpt *c, bool recorded)
+{
+	struct stat st;
+
+	op->dfd = recorded ? ckdir_reopen(op->dir, c->dev, c->ino) : ckdir_open(op->dir);
+	if (op->dfd == -ESTALE || op->dfd == -ELOOP)
+		return fail(op, 409,
+		            "%s is no longer the directory the checkpoint was recorded in (moved, "
+		            "replaced or reached through a symlink); nothing was changed",
+		            op->dir);
+	if (op->dfd < 0)
+		return fail(op, 404, "checkpoint directory %s: %s", op->dir, strerror(-op->dfd));
+	snprintf(op->fdpath, sizeof(op->fdpath), "/proc/self/fd/%d", op->dfd);
+	if (fstat(op->dfd, &st))
+		return fail(op, 500, "%s: %s", op->dir, strerror(errno));
+	if (recorded && st.st_uid != op->job.uid && !(st.st_uid == 0 && c->ino))
+		return fail(op, 409,
+		            "%s belongs to uid %u, not to the job's owner (uid %u); nothing was "
+		            "changed",
+		            op->dir, st.st_uid, op->job.uid);
+	return 0;
+}
+
 static int check_checkpoint(struct op *op, const struct ckpt *c, bool recorded, int stream,
                             bool *streamed)
 {
 	enum ck_kind kind;
-	int shards;
+	int shards, code;
 
-	if (op_open_dir(op))
-		return 404;
+	code = open_checkpoint(op, c, recorded);
+	if (code)
+		return code;
 	kind = ckdir_kind(op->dfd);
 	if (kind == CK_NONE || (recorded && !ckdir_has(op->dfd, CK_MARKER)))
 		return fail(op, 409,
@@ -970,6 +1030,57 @@ static int check_pid(struct op *op, pid_t pid)
 	return 0;
 }
 
+/* A user's images must give back that user and nothing more (coreimg.h). */
+static int check_creds(struct op *op, bool streamed)
+{
+	char why[512];
+
+	/* Streamed images are only seen by CRIU: their digest is all we check. */
+	if (!op->as_owner || streamed)
+		return 0;
+	if (coreimg_check_creds(op->dfd, op->job.uid, op->job.gid, why, sizeof(why)))
+		return fail(op, 409, "checkpoint %s cannot be restored for uid %u: %s", op->dir,
+		            op->job.uid, why);
+	return 0;
+}
+
+/* The owner's CRIU connects to the socket of the streamer, which runs as root. */
+static int serve_socket_to_owner(struct op *op)
+{
+	if (!op->as_owner)
+		return 0;
+	if (fchownat(op->dfd, "streamer-serve.sock", op->job.uid, op->job.gid,
+	             AT_SYMLINK_NOFOLLOW))
+		return fail(op, 500, "prepare: cannot hand the streamer's socket to uid %u: %s",
+		            op->job.uid, strerror(errno));
+	return 0;
+}
+
+/* Is PID's owner UID? (A restored task is the job's owner's, whatever CRIU was told.) */
+static bool pid_owned_by(pid_t pid, uid_t uid)
+{
+	char path[32];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d", (int)pid);
+	return !stat(path, &st) && st.st_uid == uid;
+}
+
+/*
+ * CRIU's work dir: root's state dir, out of every user's reach. The owner's CRIU
+ * gets it as an inherited fd (op->wfd), and owns it so that it can write there.
+ */
+static int open_workdir(struct op *op, const char *work)
+{
+	op->wfd = open(work, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (op->wfd < 0)
+		return fail(op, 500, "prepare: cannot open %s: %s", work, strerror(errno));
+	if (fchown(op->wfd, op->job.uid, op->job.gid) || fchmod(op->wfd, 0700))
+		return fail(op, 500, "prepare: cannot hand %s to uid %u: %s", work, op->job.uid,
+		            strerror(errno));
+	return 0;
+}
+
 static int make_workdir(struct op *op, char *work, size_t len)
 {
 	char path[PATH_MAX + 64];
@@ -984,7 +1095,7 @@ static int make_workdir(struct op *op, char *work, size_t len)
 	unlink(path);
 	if (mkdir(work, 0700) && errno != EEXIST)
 		return fail(op, 500, "prepare: cannot create %s: %s", work, strerror(errno));
-	return 0;
+	return open_workdir(op, work);
 }
 
 static void copy_restore_log(struct op *op, const char *work)
@@ -1007,7 +1118,7 @@ static int restored(struct op *op, const char *work, json_t **out)
 		return fail(op, 500, "restore: criu wrote no pid file %s", path);
 	pid = atoi(text);
 	free(text);
-	if (pid <= 0 || proc_start_time(pid, &start))
+	if (pid <= 0 || proc_start_time(pid, &start) || !pid_owned_by(pid, op->job.uid))
 		return fail(op, 500, "restore: restored pid %d is not running; see %s/restore.log",
 		            pid, op->dir);
 	op->job.pid = pid;
@@ -1165,6 +1276,8 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	argv[n++] = "--restore-detached";
 	argv[n++] = "--pidfile";
 	argv[n++] = pidfile;
+	if (op->as_owner)
+		argv[n++] = "--unprivileged";
 	json_array_foreach(opts, i, v)
 	{
 		for (size_t k = 0; k < ARRAY_SIZE(known); k++)
@@ -1240,7 +1353,7 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 	struct op op = {.err = err, .errlen = errlen};
 	struct ckpt c = {0};
 	const char *dir = NULL;
-	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128];
+	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
 	bool recorded = false, streamed = false;
 	struct gpu_remap gpu_remap;
 	int code, stream = 0, status, gpu_nprocs = 0;
@@ -1260,9 +1373,11 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 	if (!code)
 		code = check_checkpoint(&op, &c, recorded, stream, &streamed);
 	if (!code)
-		code = op_lock(&op);
+		code = op_freeze(&op);
 	if (!code)
 		code = check_digest(&op, caller, &c, recorded);
+	if (!code)
+		code = check_creds(&op, streamed);
 	if (!code)
 		code = check_pid(&op, recorded ? c.pid : op.job.pid);
 	if (!code && op.job.gpu)
@@ -1271,16 +1386,21 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		code = make_workdir(&op, work, sizeof(work));
 	if (!code && streamed)
 		code = start_streamer(&op, "serve", 0, NULL, false);
+	if (!code && streamed)
+		code = serve_socket_to_owner(&op);
 	if (code)
 		goto out;
-	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", work);
-	restore_argv(&op, &c, streamed, work, pidfile, argv);
+	/* CRIU, maybe the owner's, reaches its work dir through the fd it inherits. */
+	snprintf(wpath, sizeof(wpath), "/proc/self/fd/%d", op.wfd);
+	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", wpath);
+	restore_argv(&op, &c, streamed, wpath, pidfile, argv);
+	op.restoring = true;
 	snprintf(op.rec.op, sizeof(op.rec.op), "restore");
 	op.rec.stream = streamed;
 	progress_set(id, "criu", PROG_RSS, NULL, recorded ? c.pid : op.job.pid,
 	             restore_expected(&op, &c, streamed));
 	log_info("job %s: restoring from %s%s", id, op.dir, streamed ? " (streamed)" : "");
-	if (run_criu(&op, argv, false, &status)) {
+	if (run_criu(&op, argv, op.as_owner, &status)) {
 		code = 500;
 		goto out;
 	}
@@ -1310,6 +1430,8 @@ out:
 	if (code != 200)
 		log_warn("job %s: restore failed: %s", id, err);
 	ckpt_free(&c);
+	if (op.wfd >= 0)
+		close(op.wfd);
 	op_end(&op);
 	return code;
 }

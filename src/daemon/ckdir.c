@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
@@ -94,9 +98,38 @@ int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char
 
 int ckdir_open(const char *real)
 {
-	int fd = open(real, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct open_how how = {
+	        .flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC,
+	        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd = (int)syscall(SYS_openat2, AT_FDCWD, real, &how, sizeof(how));
 
 	return fd < 0 ? -errno : fd;
+}
+
+int ckdir_identity(int dfd, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+
+	if (fstat(dfd, &st))
+		return -errno;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return 0;
+}
+
+int ckdir_reopen(const char *real, uint64_t dev, uint64_t ino)
+{
+	uint64_t d, i;
+	int fd = ckdir_open(real);
+
+	if (fd < 0 || (!dev && !ino))
+		return fd;
+	if (ckdir_identity(fd, &d, &i) || d != dev || i != ino) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
 }
 
 bool ckdir_has(int dfd, const char *name)
@@ -354,68 +387,82 @@ static bool digest_skip(const char *name)
 	       !fnmatch("stats-*", name, 0) || !strcmp(name, "streamer-stats.json");
 }
 
-/* Does any process (other than us) have a file under DIR/ open or mapped? */
-static bool dir_in_use(const char *real, char *who, size_t wholen)
+/* Set or clear FS_IMMUTABLE_FL on FD. */
+static int set_immutable(int fd, bool on)
 {
-	char prefix[PATH_MAX + 2], path[PATH_MAX + 300], link[PATH_MAX];
-	size_t plen;
-	struct dirent *p, *f;
-	DIR *procs, *fds;
-	pid_t self = getpid();
-	bool used = false;
+	int flags;
 
-	snprintf(prefix, sizeof(prefix), "%s/", real);
-	plen = strlen(prefix);
-	procs = opendir("/proc");
-	if (!procs)
-		return false;
-	while (!used && (p = readdir(procs))) {
-		char *maps = NULL;
-
-		if (p->d_name[0] < '0' || p->d_name[0] > '9' || atoi(p->d_name) == self)
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/fd", p->d_name);
-		fds = opendir(path);
-		while (fds && !used && (f = readdir(fds))) {
-			ssize_t n;
-
-			snprintf(path, sizeof(path), "/proc/%s/fd/%s", p->d_name, f->d_name);
-			n = readlink(path, link, sizeof(link) - 1);
-			if (n > 0) {
-				link[n] = '\0';
-				used = !strncmp(link, prefix, plen);
-			}
-		}
-		if (fds)
-			closedir(fds);
-		snprintf(path, sizeof(path), "/proc/%s/maps", p->d_name);
-		if (!used && !read_file(path, &maps, NULL))
-			used = strstr(maps, prefix) != NULL;
-		free(maps);
-		if (used)
-			snprintf(who, wholen, "process %s", p->d_name);
-	}
-	closedir(procs);
-	return used;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags))
+		return -errno;
+	if (!!(flags & FS_IMMUTABLE_FL) == on)
+		return 0;
+	flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+	return ioctl(fd, FS_IOC_SETFLAGS, &flags) ? -errno : 0;
 }
 
-int ckdir_lock(int dfd, const char *real, char *err, size_t errlen)
+/*
+ * Is FD's file open for writing anywhere? The kernel grants a read lease only
+ * while no open file description of the inode has write access: it counts
+ * every one, whoever holds it, mapped or in flight in a UNIX socket, which no
+ * scan of /proc could see.
+ */
+static int has_writer(int fd)
 {
-	int fd = -1;
-	DIR *d = NULL;
-	struct dirent *e;
-	struct stat st;
-	char who[300];
-	int ret = 0;
-
-	if (fchown(dfd, 0, 0) || fchmod(dfd, 0700)) {
-		snprintf(err, errlen, "cannot lock %s: %s", real, strerror(errno));
+	if (fcntl(fd, F_SETLEASE, F_RDLCK)) {
+		if (errno == EAGAIN || errno == EBUSY)
+			return 1;
 		return -errno;
 	}
-	if (dir_in_use(real, who, sizeof(who))) {
-		snprintf(err, errlen, "%s is in use: %s has one of its files open or mapped", real,
-		         who);
-		return -EBUSY;
+	fcntl(fd, F_SETLEASE, F_UNLCK);
+	return 0;
+}
+
+/* Freeze NAME in DFD: a regular file, one link, immutable, no writer left. */
+static int freeze_file(int dfd, const char *name, const char *real, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd, ret;
+
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		ret = fd < 0 ? -errno : -EINVAL;
+		snprintf(err, errlen, "%s/%s is not a regular file: remove it", real, name);
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	ret = set_immutable(fd, true);
+	if (ret) {
+		snprintf(err, errlen,
+		         "cannot make %s/%s immutable while it is restored (%s): this file "
+		         "system cannot guarantee the checkpoint stays as verified",
+		         real, name, strerror(-ret));
+	} else if (fstat(fd, &st) || st.st_nlink != 1) {
+		/* Checked once it is immutable: no link can be added after this. */
+		snprintf(err, errlen, "%s/%s has another hard link: it could change", real, name);
+		ret = -EMLINK;
+	} else if ((ret = has_writer(fd)) != 0) {
+		snprintf(err, errlen,
+		         "%s is in use: %s is open for writing by a process%s%s", real, name,
+		         ret < 0 ? ": " : "", ret < 0 ? strerror(-ret) : "");
+		ret = ret < 0 ? ret : -EBUSY;
+	}
+	close(fd);
+	return ret;
+}
+
+int ckdir_lock(int dfd, const char *real, gid_t gid, char *err, size_t errlen)
+{
+	int fd, ret = 0;
+	DIR *d;
+	struct dirent *e;
+	struct stat st;
+
+	/* First the directory: from here on no entry can be added, removed or renamed. */
+	if (fchown(dfd, 0, gid) || fchmod(dfd, 0750)) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot lock %s: %s", real, strerror(errno));
+		return ret;
 	}
 	fd = dup(dfd);
 	d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -426,27 +473,94 @@ int ckdir_lock(int dfd, const char *real, char *err, size_t errlen)
 	}
 	rewinddir(d);
 	while (!ret && (e = readdir(d))) {
-		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
 			continue;
-		if (S_ISREG(st.st_mode) && st.st_nlink > 1 && !digest_skip(e->d_name)) {
-			snprintf(err, errlen, "%s/%s has another hard link: it could change", real,
-			         e->d_name);
-			ret = -EMLINK;
-		} else if (S_ISLNK(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) ||
-		           S_ISBLK(st.st_mode)) {
-			/* CRIU, running as the owner with CAP_DAC_OVERRIDE, would follow a
-			 * symlink (writing where the owner cannot) or block on a FIFO. */
+		if (S_ISSOCK(st.st_mode) && !fnmatch("streamer-*.sock", e->d_name, 0)) {
+			unlinkat(dfd, e->d_name, 0); /* a dead streamer's */
+		} else if (!S_ISREG(st.st_mode)) {
+			/* CRIU would follow a symlink or block on a FIFO of that name. */
 			snprintf(err, errlen, "%s/%s is not a regular file: remove it", real,
 			         e->d_name);
 			ret = -EINVAL;
+		} else if (!digest_skip(e->d_name)) {
+			ret = freeze_file(dfd, e->d_name, real, err, errlen);
 		}
 	}
 	closedir(d);
 	return ret;
 }
 
+/* Remove every file a dump of ours may have left (ckdir_clear keeps a few). */
+static void clear_known(int dfd)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	while ((e = readdir(d)))
+		if (known_file(e->d_name))
+			unlinkat(dfd, e->d_name, 0);
+	closedir(d);
+}
+
+int ckdir_lock_dump(int dfd, const char *real, char *err, size_t errlen)
+{
+	char other[256];
+
+	if (fchown(dfd, 0, 0) || fchmod(dfd, 0700)) {
+		int ret = -errno;
+
+		snprintf(err, errlen, "cannot lock %s: %s", real, strerror(errno));
+		return ret;
+	}
+	ckdir_unlock_files(dfd);
+	clear_known(dfd);
+	if (ckdir_foreign(dfd, other, sizeof(other))) {
+		snprintf(err, errlen,
+		         "%s holds other files (%s): a checkpoint needs a new or empty directory "
+		         "of its own",
+		         real, other);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+void ckdir_unlock_files(int dfd)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	while ((e = readdir(d))) {
+		int f;
+
+		if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN)
+			continue;
+		f = openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		set_immutable(f, false);
+		close(f);
+	}
+	closedir(d);
+}
+
 void ckdir_unlock(int dfd, uid_t uid, gid_t gid)
 {
+	ckdir_unlock_files(dfd);
 	/* On failure the directory stays root's: safe, and the next operation says why. */
 	if (fchown(dfd, uid, gid) == 0)
 		fchmod(dfd, 0700);

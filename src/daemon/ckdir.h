@@ -28,8 +28,22 @@ enum ck_kind { CK_NONE, CK_PLAIN, CK_STREAMED };
 int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char *real, char *err,
                   size_t errlen);
 
-/* Open REAL (no symlink) as a directory fd. */
+/*
+ * Open REAL as a directory fd, following no symbolic link anywhere on the path
+ * (REAL is a resolved path: a symlink on it now was put there since). -ELOOP
+ * if there is one.
+ */
 int ckdir_open(const char *real);
+
+/*
+ * Open a recorded checkpoint directory again: ckdir_open(REAL), and, when
+ * DEV/INO are known (non-zero), it must be that very directory (-ESTALE if
+ * REAL now names another one). Nothing is done to a directory that fails.
+ */
+int ckdir_reopen(const char *real, uint64_t dev, uint64_t ino);
+
+/* DFD's identity (device, inode) into *DEV, *INO. */
+int ckdir_identity(int dfd, uint64_t *dev, uint64_t *ino);
 
 /* What DIR holds: streamed (manifest.json), plain (inventory.img), or nothing complete. */
 enum ck_kind ckdir_kind(int dfd);
@@ -58,14 +72,32 @@ int ckdir_copy_in(int dfd, const char *name, const char *src, uid_t uid, gid_t g
 int ckdir_open_log(int dfd, const char *name, uid_t uid, gid_t gid);
 
 /*
- * While the daemon works on a user's checkpoint, the user must not be able to
- * change it (the images are restored by root: a forged image would hand out
- * root). ckdir_lock makes the directory root's 0700 and fails if any process
- * has one of its files open or mapped, or a file has another hard link;
- * ckdir_unlock gives it back to UID/GID (0700).
+ * A dump writes into a directory no one else can reach: ckdir_lock_dump makes
+ * DFD root's 0700, then removes every file a previous checkpoint left there
+ * (a process may hold one open: CRIU would reopen the same inode with O_TRUNC
+ * and that process could rewrite the new images), and fails if anything else
+ * remains. CRIU then creates every file afresh.
  */
-int ckdir_lock(int dfd, const char *real, char *err, size_t errlen);
+int ckdir_lock_dump(int dfd, const char *real, char *err, size_t errlen);
+
+/*
+ * What the daemon verifies must be what CRIU, the streamer or a push then
+ * reads (docs/security.md). ckdir_lock makes DFD root's (group GID, 0750, so
+ * that the owner's CRIU can read it but no one can add, remove or rename a
+ * file), marks every file a restore reads immutable (FS_IMMUTABLE_FL: no open
+ * for writing, no chmod, no new link, even by their owner), and then proves, by
+ * inode, that no writer is left: a read lease (F_SETLEASE F_RDLCK) is refused
+ * while any open file description of the file, in any process or in flight in
+ * a socket, is open for writing or backs a writable shared mapping. Fails with
+ * ERR on any other hard link, on anything but a regular file, on a writer, or
+ * where the file system cannot make files immutable. ckdir_unlock clears the
+ * marks and gives DFD back to UID/GID (0700); it is safe to call on a directory
+ * locked either way, or not at all.
+ */
+int ckdir_lock(int dfd, const char *real, gid_t gid, char *err, size_t errlen);
 void ckdir_unlock(int dfd, uid_t uid, gid_t gid);
+/* Only the immutable marks of ckdir_lock (the directory's owner is left as it is). */
+void ckdir_unlock_files(int dfd);
 
 /*
  * A hash of every file restore reads (images, shards, manifest, gpu.json), as

@@ -38,6 +38,20 @@ static const char schema[] =
         " NULL, leave_running INTEGER NOT NULL, stream INTEGER NOT NULL, codec TEXT NOT NULL,"
         " criu_opts TEXT NOT NULL, created INTEGER NOT NULL);";
 
+/* Columns added since the first schema; ADD COLUMN fails once it is there. */
+static const char *const added_columns[] = {
+        "ALTER TABLE checkpoints ADD COLUMN dev INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE checkpoints ADD COLUMN ino INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE ops ADD COLUMN dev INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE ops ADD COLUMN ino INTEGER NOT NULL DEFAULT 0",
+};
+
+static void add_columns(void)
+{
+	for (size_t i = 0; i < sizeof(added_columns) / sizeof(added_columns[0]); i++)
+		sqlite3_exec(db, added_columns[i], NULL, NULL, NULL);
+}
+
 int db_open(const char *path)
 {
 	char *err = NULL;
@@ -56,6 +70,7 @@ int db_open(const char *path)
 		sqlite3_free(err);
 		return -EIO;
 	}
+	add_columns();
 	return 0;
 }
 
@@ -306,7 +321,7 @@ int db_job_update(const struct job *j)
 
 #define CKPT_COLS                                                                                  \
 	"id, job, dir, uid, pid, streamed, shards, codec, leave_running, criu_opts, size,"         \
-	" stats, digest, created"
+	" stats, digest, created, dev, ino"
 
 static void ckpt_row(sqlite3_stmt *st, struct ckpt *c)
 {
@@ -325,13 +340,15 @@ static void ckpt_row(sqlite3_stmt *st, struct ckpt *c)
 	c->stats = col_dup(st, 11);
 	c->digest = col_dup(st, 12);
 	c->created = sqlite3_column_int64(st, 13);
+	c->dev = (uint64_t)sqlite3_column_int64(st, 14);
+	c->ino = (uint64_t)sqlite3_column_int64(st, 15);
 }
 
 int db_ckpt_insert(struct ckpt *c)
 {
 	sqlite3_stmt *st = prep("INSERT INTO checkpoints (job, dir, uid, pid, streamed, shards,"
-	                        " codec, leave_running, criu_opts, size, stats, digest, created)"
-	                        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	                        " codec, leave_running, criu_opts, size, stats, digest, created, dev,"
+	                        " ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	int rc;
 
 	if (!st)
@@ -349,6 +366,8 @@ int db_ckpt_insert(struct ckpt *c)
 	bind_text(st, 11, c->stats ? c->stats : "{}");
 	bind_text(st, 12, c->digest ? c->digest : "");
 	sqlite3_bind_int64(st, 13, c->created);
+	sqlite3_bind_int64(st, 14, (sqlite3_int64)c->dev);
+	sqlite3_bind_int64(st, 15, (sqlite3_int64)c->ino);
 	rc = run(st);
 	if (!rc)
 		c->id = sqlite3_last_insert_rowid(db);
@@ -410,7 +429,7 @@ int db_op_begin(const struct op_rec *o)
 	sqlite3_stmt *st =
 	        prep("INSERT OR REPLACE INTO ops (job, op, dir, criu_pid, criu_start,"
 	             " helper_pid, helper_start, leave_running, stream, codec, criu_opts,"
-	             " created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+	             " created, dev, ino) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 
 	if (!st)
 		return -EIO;
@@ -426,6 +445,8 @@ int db_op_begin(const struct op_rec *o)
 	bind_text(st, 10, o->codec ? o->codec : "");
 	bind_text(st, 11, o->criu_opts ? o->criu_opts : "[]");
 	sqlite3_bind_int64(st, 12, o->created);
+	sqlite3_bind_int64(st, 13, (sqlite3_int64)o->dev);
+	sqlite3_bind_int64(st, 14, (sqlite3_int64)o->ino);
 	return run(st);
 }
 
@@ -437,8 +458,8 @@ int db_op_end(const char *job)
 int db_op_list(struct op_rec **out, int *n)
 {
 	sqlite3_stmt *st = prep("SELECT job, op, dir, criu_pid, criu_start, helper_pid,"
-	                        " helper_start, leave_running, stream, codec, criu_opts, created"
-	                        " FROM ops");
+	                        " helper_start, leave_running, stream, codec, criu_opts, created,"
+	                        " dev, ino FROM ops");
 	struct op_rec *v = NULL;
 	int cnt = 0, rc;
 
@@ -464,6 +485,8 @@ int db_op_list(struct op_rec **out, int *n)
 		o->codec = col_dup(st, 9);
 		o->criu_opts = col_dup(st, 10);
 		o->created = sqlite3_column_int64(st, 11);
+		o->dev = (uint64_t)sqlite3_column_int64(st, 12);
+		o->ino = (uint64_t)sqlite3_column_int64(st, 13);
 	}
 	sqlite3_finalize(st);
 	*out = v;

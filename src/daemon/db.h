@@ -57,6 +57,9 @@ struct ckpt {
 	char *stats;  /* JSON object as reported */
 	char *digest; /* SHA-256 over the checkpoint's files */
 	int64_t created;
+	/* The directory's identity when it was recorded (0/0: recorded before
+	 * identities were kept); a restore acts only on that directory. */
+	uint64_t dev, ino;
 };
 
 /*
@@ -75,6 +78,7 @@ struct op_rec {
 	char *codec;
 	char *criu_opts;
 	int64_t created;
+	uint64_t dev, ino; /* identity of DIR when the op began (0/0: unknown) */
 };
 
 int db_open(const char *path);

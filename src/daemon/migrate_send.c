@@ -725,7 +725,7 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 
 		snprintf(t->phase, sizeof(t->phase), "securing the capture window");
 		rc = dfd < 0 ? tx_fail(t, "cannot open %s", t->dir)
-		     : ckdir_lock(dfd, t->dir, t->err, sizeof(t->err)) ? -1
+		     : ckdir_lock(dfd, t->dir, j->gid, t->err, sizeof(t->err)) ? -1
 		                                                       : 0;
 		if (dfd >= 0)
 			close(dfd);
@@ -876,13 +876,16 @@ fail:
 static int push_locked(struct tx *t, struct ckpt *c, struct job *j, const char *to,
                        const char *token, json_t **out, char *err, size_t errlen)
 {
-	int dfd = ckdir_open(c->dir), code;
+	int dfd = ckdir_reopen(c->dir, c->dev, c->ino), code;
 
 	if (dfd < 0) {
-		snprintf(err, errlen, "%s: %s", c->dir, strerror(-dfd));
-		return 404;
+		snprintf(err, errlen, "%s: %s", c->dir,
+		         dfd == -ESTALE || dfd == -ELOOP
+		                 ? "no longer the directory the checkpoint was recorded in"
+		                 : strerror(-dfd));
+		return dfd == -ESTALE || dfd == -ELOOP ? 409 : 404;
 	}
-	if (ckdir_lock(dfd, c->dir, err, errlen)) {
+	if (ckdir_lock(dfd, c->dir, j->gid, err, errlen)) {
 		code = 409;
 	} else if (!c->digest || !c->digest[0] || ckdir_verify(dfd, c->digest, err, errlen)) {
 		char why[512];

@@ -49,6 +49,28 @@ static const int criu_caps[] = {
         CAP_DAC_READ_SEARCH,
 };
 
+/*
+ * What CRIU needs to restore a process of its own uid in --unprivileged mode,
+ * and no more: CRIU then opens the job's files, sockets and mappings with the
+ * owner's rights only. Measured against CRIU 4.1.1 (docs/security.md):
+ *  - no CAP_SETUID/CAP_SETGID: with CAP_SETUID, CRIU's prepare_userns_creds()
+ *    (criu/namespaces.c), run for the root task whenever CRIU's uid is not 0,
+ *    switches that task to uid 0; the restorer's setresuid() back to the owner
+ *    then clears every capability (the 0 -> non-0 transition, without
+ *    SECURE_NO_SETUID_FIXUP, which CRIU sets only when it runs as uid 0), and its
+ *    setresgid() fails: "Unable to set real, effective and saved group ID".
+ *    Without them the task keeps the owner's ids and the restorer skips the step.
+ *  - CAP_SETPCAP: the restorer drops every capability missing from the image's
+ *    bounding set (PR_CAPBSET_DROP), which needs it.
+ *  - the owner's own groups (spawn sets them): the restorer calls setgroups()
+ *    only when they differ from the image's.
+ */
+static const int criu_restore_caps[] = {
+        CAP_CHECKPOINT_RESTORE,
+        CAP_SYS_PTRACE,
+        CAP_SETPCAP,
+};
+
 static const char *const phases[] = {
         "setup",  "open /dev/null", "dup",          "setgroups", "setgid", "keepcaps",
         "setuid", "capset",         "ambient caps", "chdir",     "exec",
@@ -100,14 +122,17 @@ static int set_ids(const struct creds *cr, bool keepcaps, int *phase)
 	return 0;
 }
 
-static int raise_criu_caps(int *phase)
+static int raise_criu_caps(int which, int *phase)
 {
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2];
+	const int *caps = which == CRIU_CAPS_RESTORE ? criu_restore_caps : criu_caps;
+	size_t n = which == CRIU_CAPS_RESTORE ? ARRAY_SIZE(criu_restore_caps)
+	                                      : ARRAY_SIZE(criu_caps);
 
 	memset(data, 0, sizeof(data));
-	for (size_t i = 0; i < ARRAY_SIZE(criu_caps); i++) {
-		int c = criu_caps[i];
+	for (size_t i = 0; i < n; i++) {
+		int c = caps[i];
 
 		data[c / 32].effective |= 1u << (c % 32);
 		data[c / 32].permitted |= 1u << (c % 32);
@@ -117,8 +142,8 @@ static int raise_criu_caps(int *phase)
 	if (syscall(SYS_capset, &hdr, data))
 		return -errno;
 	*phase = PH_AMBIENT;
-	for (size_t i = 0; i < ARRAY_SIZE(criu_caps); i++)
-		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, criu_caps[i], 0, 0))
+	for (size_t i = 0; i < n; i++)
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, caps[i], 0, 0))
 			return -errno;
 	return 0;
 }
@@ -165,9 +190,9 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 	if (o->keep_fd2 > 2)
 		fcntl(o->keep_fd2, F_SETFD, 0);
 	if (o->cr) {
-		ret = set_ids(o->cr, o->criu_caps, phase);
-		if (!ret && o->criu_caps)
-			ret = raise_criu_caps(phase);
+		ret = set_ids(o->cr, o->criu_caps != CRIU_CAPS_NONE, phase);
+		if (!ret && o->criu_caps != CRIU_CAPS_NONE)
+			ret = raise_criu_caps(o->criu_caps, phase);
 		if (ret)
 			return ret;
 	}

@@ -22,12 +22,19 @@ struct creds {
 	gid_t groups[CREDS_MAX_GROUPS];
 };
 
+/* Which capabilities a CRIU run as a user keeps (spawn_opts.criu_caps). */
+enum criu_caps {
+	CRIU_CAPS_NONE = 0,
+	CRIU_CAPS_DUMP = 1,    /* criu dump --unprivileged of the user's own tree */
+	CRIU_CAPS_RESTORE = 2, /* criu restore --unprivileged: no DAC or setid rights */
+};
+
 /* How spawn() sets up the child. */
 struct spawn_opts {
 	char *const *argv;      /* argv[0] is a path (no PATH search) */
 	char *const *envp;      /* NULL: inherit the daemon's environment */
 	const struct creds *cr; /* NULL: stay root */
-	bool criu_caps;         /* keep CRIU's capabilities as ambient caps (with cr) */
+	int criu_caps;          /* enum criu_caps: kept as ambient caps (with cr) */
 	int stdin_fd;           /* -1: /dev/null */
 	int stdout_fd;          /* -1: /dev/null */
 	int stderr_fd;          /* -1: same as stdout */
