@@ -1,5 +1,5 @@
 /*
- * cmd_kill.c - stasis kill ID [--signal SIG]: signal a job's process group.
+ * cmd_kill.c - stasis kill ID [--signal SIG]: signal every process of a job.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -11,8 +11,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis kill [-s|--signal SIG] ID\n"
 	           "\n"
-	           "Sends SIG (a name like TERM or a number; default KILL) to the job's process\n"
-	           "group.\n");
+	           "Sends SIG (a name like TERM or a number; default KILL) to every process of\n"
+	           "the job: its top one and all it started, also those it left behind.\n");
 }
 
 int cmd_kill(int argc, char **argv)

@@ -190,26 +190,31 @@ static bool claim_job(struct api_resp *rs, const char *id, const char *what)
 static void h_kill(const struct api_req *rq, struct api_resp *rs, const char *id)
 {
 	int sig = parse_signal(rq->body ? json_object_get(rq->body, "signal") : NULL);
+	bool top_alive;
 	struct job j;
+	int n;
 
 	if (!load_job(rq, rs, id, &j))
 		return;
 	if (sig < 0)
 		reply_err(rs, 400, "unknown signal");
 	else if (claim_job(rs, id, "kill")) {
+		top_alive = proc_is(j.pid, j.start);
 		if (!job_alive(&j))
 			reply_err(rs, 409, "job %s is not running (%s)", id, job_status(&j));
-		else if (kill(-j.pid, sig) && kill(j.pid, sig))
-			reply_err(rs, 500, "kill %d: %s", j.pid, strerror(errno));
+		else if ((n = jobs_signal(&j, sig)) < 0)
+			reply_err(rs, 500, "kill %d: %s", j.pid, strerror(-n));
 		else {
-			log_info("job %s: sent signal %d to process group %d", id, sig, j.pid);
+			log_info("job %s: sent signal %d to its %d process(es)", id, sig, n);
 			if (sig == SIGKILL)
 				jobs_wait_reaped(id, 5000);
 			job_free(&j);
 			db_job_get(id, &j);
 			job_refresh(&j);
-			/* An adopted job (not our child) ends without a status we can read. */
-			if (sig == SIGKILL && !strcmp(j.state, ST_DONE) && j.exit_code < 0) {
+			/* An adopted job (not our child) ends without a status we can read;
+			 * one whose top process had ended was ended by this kill. */
+			if (sig == SIGKILL && !strcmp(j.state, ST_DONE) &&
+			    (j.exit_code < 0 || !top_alive)) {
 				snprintf(j.state, sizeof(j.state), "%s", ST_KILLED);
 				j.signal = SIGKILL;
 				db_job_update(&j);
@@ -243,8 +248,7 @@ static void h_rm(const struct api_req *rq, struct api_resp *rs, const char *id)
 			          j.pid);
 			goto busy;
 		}
-		kill(-j.pid, SIGKILL);
-		kill(j.pid, SIGKILL);
+		jobs_signal(&j, SIGKILL);
 		if (!jobs_wait_reaped(id, 10000)) {
 			reply_err(rs, 500, "job %s: pid %d did not die", id, j.pid);
 			goto busy;

@@ -805,6 +805,8 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	if (!code && !job_alive(&op.job))
 		code = fail(&op, 409, "job %s is not running (%s)", id, job_status(&op.job));
 	if (!code)
+		code = jobs_dump_check(&op.job, op.err, op.errlen);
+	if (!code)
 		code = prepare_dump_dir(&op, caller, &d);
 	if (!code)
 		code = op_lock(&op);
@@ -1273,6 +1275,10 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	argv[n++] = "restore.log";
 	argv[n++] = CRIU_RESTORE_LOG_LEVEL;
 	argv[n++] = "--restore-sibling";
+	/* The tree joins CRIU's own cgroup, as it did before cgroups were recorded;
+	 * the daemon then moves it into the job's (jobgroup.h). A recorded path
+	 * names the dumping daemon's cgroups, which another host does not have. */
+	argv[n++] = "--manage-cgroups=ignore";
 	argv[n++] = "--restore-detached";
 	argv[n++] = "--pidfile";
 	argv[n++] = pidfile;

@@ -19,7 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmdsplit.h"
 #include "gpu.h"
+#include "jobgroup.h"
 #include "log.h"
 #include "migrate.h"
 #include "util.h"
@@ -44,6 +46,7 @@ static pthread_mutex_t exec_lock = PTHREAD_MUTEX_INITIALIZER;
 int jobs_init(const char *state_dir)
 {
 	snprintf(logs_dir, sizeof(logs_dir), "%s/logs", state_dir);
+	jobgroup_init(state_dir);
 	if (mkdir(logs_dir, 0711) && errno != EEXIST)
 		return -errno;
 	/* Users open nothing here themselves; they only need to reach their own log by name. */
@@ -126,10 +129,14 @@ struct watch_arg {
 	uint64_t start;
 };
 
-/* Wait for the process to end; reap it if it is our child; record the outcome. */
+/*
+ * Wait for the top process to end and reap it if it is our child; then wait
+ * for the rest of the job (children it left behind); record the top's outcome.
+ */
 static void *watch_thread(void *p)
 {
 	struct watch_arg *w = p;
+	struct jobref r = {w->id, w->pid, w->start};
 	int pfd = (int)syscall(SYS_pidfd_open, w->pid, 0);
 	uint64_t t = 0;
 	siginfo_t si;
@@ -153,6 +160,11 @@ static void *watch_thread(void *p)
 	}
 	if (pfd >= 0)
 		close(pfd);
+	if (jobgroup_any(&r)) {
+		log_info("job %s: pid %d ended; the job's other processes run on", w->id, w->pid);
+		jobgroup_wait_empty(&r);
+	}
+	jobgroup_release(w->id);
 	if (db_job_ended(w->id, w->pid, w->start, state, code, sig))
 		log_warn("job %s: cannot record its end", w->id);
 	log_info("job %s (pid %d) ended: %s code %d signal %d", w->id, w->pid, state, code, sig);
@@ -175,6 +187,8 @@ void jobs_watch(const char *id, pid_t pid, uint64_t start)
 	snprintf(w->id, sizeof(w->id), "%s", id);
 	w->pid = pid;
 	w->start = start;
+	/* A restored or re-adopted tree joins the job's cgroup (a new job is in it). */
+	jobgroup_attach(id, pid);
 	pthread_mutex_lock(&lock);
 	list_add(&watches, id, "watch");
 	watches->pid = pid;
@@ -222,7 +236,7 @@ void jobs_adopt(void)
 		return;
 	for (int i = 0; i < n; i++) {
 		if (!strcmp(v[i].state, ST_RUNNING)) {
-			if (proc_is(v[i].pid, v[i].start)) {
+			if (job_alive(&v[i])) {
 				log_info("job %s: re-adopted running pid %d", v[i].id, v[i].pid);
 				jobs_watch(v[i].id, v[i].pid, v[i].start);
 			} else {
@@ -236,18 +250,26 @@ void jobs_adopt(void)
 	free(v);
 }
 
+/* Is any process of job J alive, its top one or another? */
+static bool any_alive(const struct job *j)
+{
+	struct jobref r = {j->id, j->pid, j->start};
+
+	return proc_is(j->pid, j->start) || jobgroup_any(&r);
+}
+
 bool job_alive(const struct job *j)
 {
-	return !strcmp(j->state, ST_RUNNING) && proc_is(j->pid, j->start);
+	return !strcmp(j->state, ST_RUNNING) && any_alive(j);
 }
 
 void job_refresh(struct job *j)
 {
 	char id[JOB_ID_MAX + 1];
 
-	if (strcmp(j->state, ST_RUNNING) || proc_is(j->pid, j->start))
+	if (strcmp(j->state, ST_RUNNING) || any_alive(j))
 		return;
-	/* The process is gone: give its watch a moment to record how it ended. */
+	/* The processes are gone: give its watch a moment to record how it ended. */
 	snprintf(id, sizeof(id), "%s", j->id);
 	jobs_wait_reaped(id, 1000);
 	job_free(j);
@@ -258,7 +280,7 @@ void job_refresh(struct job *j)
 const char *job_status(const struct job *j)
 {
 	if (!strcmp(j->state, ST_RUNNING))
-		return proc_is(j->pid, j->start) ? "JOB_RUNNING" : "JOB_DONE";
+		return any_alive(j) ? "JOB_RUNNING" : "JOB_DONE";
 	if (!strcmp(j->state, ST_KILLED))
 		return "JOB_KILLED";
 	if (!strcmp(j->state, ST_FAILED))
@@ -272,7 +294,12 @@ json_t *job_json(const struct job *j)
 {
 	json_t *o = job_to_json(j);
 
+	char **words = NULL;
+
 	json_object_set_new(o, "status", json_string(job_status(j)));
+	/* Same rule as at exec: tells whether the job's PID is sh's or the program's. */
+	json_object_set_new(o, "shell", json_boolean(j->cmd && cmd_split(j->cmd, &words) == 0));
+	free(words);
 	return o;
 }
 
@@ -430,12 +457,33 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 	return 0;
 }
 
+/* Why a job could not start, as the user should read it. */
+static void start_error(const struct creds *caller, const struct job *j, char *const *words,
+                        const char *phase, int ret, char *err, size_t errlen)
+{
+	if (!strcmp(phase, "chdir"))
+		snprintf(err, errlen, "cannot enter working directory %s as uid %u: %s", j->workdir,
+		         caller->uid, strerror(-ret));
+	else if (!strcmp(phase, "exec") && words && ret == -ENOENT)
+		snprintf(err, errlen, "command not found: %s (searched the job's PATH)", words[0]);
+	else if (!strcmp(phase, "exec") && words)
+		snprintf(err, errlen, "cannot run %s as uid %u: %s", words[0], caller->uid,
+		         strerror(-ret));
+	else
+		snprintf(err, errlen, "cannot start job (%s): %s", phase, strerror(-ret));
+}
+
+/*
+ * A plain command (cmdsplit.h) is exec'ed itself, so the job's process is the
+ * user's program; anything else runs as `/bin/sh -c CMD`. Either way the
+ * process starts in a session of its own and in the job's cgroup.
+ */
 static int start_job(const struct creds *caller, struct job *j, json_t *env, const char *path,
                      char *err, size_t errlen)
 {
-	char *argv[] = {"/bin/sh", "-c", j->cmd, NULL};
+	char *sh_argv[] = {"/bin/sh", "-c", j->cmd, NULL}, **words = NULL;
 	struct spawn_opts o = {
-	        .argv = argv,
+	        .argv = sh_argv,
 	        .cr = caller,
 	        .stdin_fd = -1,
 	        .keep_fd = -1,
@@ -458,18 +506,24 @@ static int start_job(const struct creds *caller, struct job *j, json_t *env, con
 	o.envp = envp;
 	o.stdout_fd = fd;
 	o.stderr_fd = fd;
+	if (cmd_split(j->cmd, &words) > 0) {
+		o.argv = words;
+		o.search_path = true;
+	}
+	o.cgroup_fd = jobgroup_procs_fd(j->id);
 	ret = spawn(&o, &j->pid, &phase);
 	close(fd);
+	if (o.cgroup_fd >= 0)
+		close(o.cgroup_fd);
 	free_env(envp);
 	if (ret) {
 		unlink(j->log);
-		if (!strcmp(phase, "chdir"))
-			snprintf(err, errlen, "cannot enter working directory %s as uid %u: %s",
-			         j->workdir, caller->uid, strerror(-ret));
-		else
-			snprintf(err, errlen, "cannot start job (%s): %s", phase, strerror(-ret));
+		jobgroup_release(j->id);
+		start_error(caller, j, words, phase, ret, err, errlen);
+		free(words);
 		return ret == -ENOENT || ret == -EACCES || ret == -ENOTDIR ? 400 : 500;
 	}
+	free(words);
 	if (proc_start_time(j->pid, &j->start))
 		j->start = 0;
 	return 0;
@@ -506,7 +560,7 @@ int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, 
 	j.exit_code = -1;
 	j.created = j.updated = (int64_t)wall_ms();
 	if (db_job_insert(&j)) {
-		kill(-j.pid, SIGKILL);
+		jobs_signal(&j, SIGKILL);
 		waitpid(j.pid, NULL, 0);
 		unlink(j.log);
 		pthread_mutex_unlock(&exec_lock);
@@ -521,6 +575,74 @@ int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, 
 	*out = job_json(&j);
 	job_free(&j);
 	return 201;
+}
+
+int jobs_signal(const struct job *j, int sig)
+{
+	struct jobref r = {j->id, j->pid, j->start};
+	size_t n = jobgroup_signal(&r, sig);
+
+	if (n == 0 && proc_is(j->pid, j->start) && kill(j->pid, sig))
+		return -errno;
+	return n ? (int)n : 1;
+}
+
+/* "PID (comm), ..." for the first few of V into BUF. */
+static void describe_pids(const pid_t *v, size_t n, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && i < 8 && used < len; i++) {
+		char path[64], *comm = NULL;
+
+		snprintf(path, sizeof(path), "/proc/%d/comm", (int)v[i]);
+		read_file(path, &comm, NULL);
+		if (comm)
+			comm[strcspn(comm, "\n")] = '\0';
+		used += (size_t)snprintf(buf + used, len - used, "%s%d (%s)", i ? ", " : "",
+		                         (int)v[i], comm ? comm : "?");
+		free(comm);
+	}
+	if (n > 8 && used < len)
+		snprintf(buf + used, len - used, ", ...");
+}
+
+int jobs_dump_check(const struct job *j, char *err, size_t errlen)
+{
+	struct jobref r = {j->id, j->pid, j->start};
+	pid_t members[256], tree[4096], outside[256];
+	size_t n = jobgroup_pids(&r, members, 256), nt, no = 0;
+	char list[1024];
+
+	if (n > 256)
+		n = 256;
+	if (!proc_is(j->pid, j->start)) {
+		describe_pids(members, n, list, sizeof(list));
+		snprintf(err, errlen,
+		         "job %s's top process %d is gone; %zu process(es) of it still run: %s. "
+		         "A dump saves one process tree from its top: end them with `stasis kill "
+		         "%s`",
+		         j->id, (int)j->pid, n, list, j->id);
+		return 409;
+	}
+	nt = proc_tree_pids(j->pid, tree, 4096);
+	for (size_t i = 0; i < n; i++) {
+		bool in = false;
+
+		for (size_t k = 0; k < nt && !in; k++)
+			in = tree[k] == members[i];
+		if (!in)
+			outside[no++] = members[i];
+	}
+	if (!no)
+		return 0;
+	describe_pids(outside, no, list, sizeof(list));
+	snprintf(err, errlen,
+	         "job %s has %zu process(es) outside the tree of its top process %d (their "
+	         "parent ended): %s. CRIU would not save them; end them first",
+	         j->id, no, (int)j->pid, list);
+	return 409;
 }
 
 static bool watched_pid(pid_t pid)

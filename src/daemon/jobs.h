@@ -2,12 +2,15 @@
  * jobs.h - managed jobs: start them as their owner, watch them, know their
  * live status.
  *
- * A job is one process (the session leader of its tree) named by pid and start
- * time, so a reused PID is never mistaken for it. Every running job has a watch
- * thread that waits on a pidfd and records how it ended; for children of the
- * daemon it reaps the exact pid (never waitpid(-1), which would steal CRIU's
- * status), for jobs adopted after a daemon restart it sees the exit but not the
- * exit code.
+ * A job is named by its top process (the session leader of its tree: the
+ * user's program itself when the command needs no shell) by pid and start
+ * time, so a reused PID is never mistaken for it; its other processes are
+ * found through jobgroup.h. A job runs while any of its processes does. Every
+ * running job has a watch thread that waits on a pidfd, then for the rest of
+ * the job, and records how the top process ended; for children of the daemon
+ * it reaps the exact pid (never waitpid(-1), which would steal CRIU's status),
+ * for jobs adopted after a daemon restart it sees the exit but not the exit
+ * code.
  */
 #ifndef STASIS_JOBS_H
 #define STASIS_JOBS_H
@@ -39,14 +42,24 @@ void jobs_watch(const char *id, pid_t pid, uint64_t start);
 /* Wait up to TIMEOUT_MS until no watch of job ID remains (its process was reaped). */
 bool jobs_wait_reaped(const char *id, int timeout_ms);
 
-/* Is the job's process alive right now (pid and start time match)? */
+/* Is any process of the job alive right now (its top one: pid and start time match)? */
 bool job_alive(const struct job *j);
 /* Re-read J from the database if its recorded process is gone (a watch may lag). */
 void job_refresh(struct job *j);
 /* "JOB_RUNNING", "JOB_DONE", "JOB_KILLED", "JOB_FAILED". */
 const char *job_status(const struct job *j);
-/* The job as JSON with its live "status" (and "exit_code"). */
+/* The job as JSON with its live "status" (and "exit_code"), and "shell": whether
+ * its command runs under /bin/sh (else the job's PID is the program's). */
 json_t *job_json(const struct job *j);
+
+/* Send SIG to every process of job J. Returns how many got it (>= 1) or -errno. */
+int jobs_signal(const struct job *j, int sig);
+/*
+ * Can running job J be dumped as one tree? 0, or 409 with ERR naming the
+ * processes a dump of the top process's tree would miss (the top is gone,
+ * or some were orphaned out of its tree).
+ */
+int jobs_dump_check(const struct job *j, char *err, size_t errlen);
 
 /*
  * Reap zombie children that are orphans of a job's process tree (the daemon is

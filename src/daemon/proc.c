@@ -169,6 +169,9 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 
 	*phase = PH_SETUP;
 	reset_signals();
+	if (o->cgroup_fd > 2 && write(o->cgroup_fd, "0", 1) != 1) {
+		/* Best effort: the job is still found through its session. */
+	}
 	umask(o->umask);
 	if (o->new_session)
 		setsid();
@@ -200,7 +203,11 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 	if (chdir(o->cwd ? o->cwd : "/"))
 		return -errno;
 	*phase = PH_EXEC;
-	if (o->envp)
+	if (o->search_path && o->envp) {
+		/* execvp() searches the PATH of environ: make it the job's. */
+		environ = (char **)o->envp;
+		execvp(o->argv[0], o->argv);
+	} else if (o->envp)
 		execve(o->argv[0], o->argv, o->envp);
 	else
 		execv(o->argv[0], o->argv);

@@ -31,7 +31,7 @@ enum criu_caps {
 
 /* How spawn() sets up the child. */
 struct spawn_opts {
-	char *const *argv;      /* argv[0] is a path (no PATH search) */
+	char *const *argv;      /* argv[0] is a path (no PATH search unless search_path) */
 	char *const *envp;      /* NULL: inherit the daemon's environment */
 	const struct creds *cr; /* NULL: stay root */
 	int criu_caps;          /* enum criu_caps: kept as ambient caps (with cr) */
@@ -42,6 +42,10 @@ struct spawn_opts {
 	int keep_fd2;           /* another one (only if > 2) */
 	const char *cwd;        /* chdir as the user; NULL: "/" */
 	bool new_session;       /* setsid() */
+	/* argv[0] without a '/' is looked up in envp's PATH, as a shell would
+	 * (after the chdir, with the user's credentials) */
+	bool search_path;
+	int cgroup_fd; /* > 2: a cgroup.procs the child joins while still root */
 	mode_t umask;
 };
 

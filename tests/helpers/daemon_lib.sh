@@ -41,6 +41,18 @@ daemon_show_log() {
 	tail -25 "$STASIS_STATE_DIR/stasisd.log" 2>/dev/null | sed 's/^/# daemon: /' >&"$DAEMON_OUT"
 }
 _cleanups=("daemon_show_log" "daemon_kill_jobs" "${_cleanups[@]}")
+# The daemon's job cgroups (jobgroup.h) outlive it like its jobs: remove the empty ones.
+daemon_rm_cgroups() {
+	local base i
+	base=$(sed -n 's/.*job cgroups under //p' "$STASIS_STATE_DIR/stasisd.log" 2>/dev/null | tail -1)
+	[ -n "$base" ] && [ -d "$base" ] || return 0
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		rmdir "$base"/job_* "$base" 2>/dev/null
+		[ -d "$base" ] || return 0
+		sleep 0.2
+	done
+}
+at_exit daemon_rm_cgroups
 
 # Field of a job from `ps --json`: job_field ID FIELD
 job_field() {
