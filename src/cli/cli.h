@@ -75,6 +75,19 @@ int api_with_progress(const char *id, bool with_line, const char *op_path, json_
 /* The job ID after the options: "job ID" or "ID". 0 or -1. */
 int parse_job_arg(int argc, char **argv, int optind_, const char **id);
 
+/* Which job a dump or restore means when it names none (jobpick.c). */
+enum job_pick {
+	PICK_RUNNING,    /* the caller's only job that is running */
+	PICK_RESTORABLE, /* the caller's only job with a checkpoint that is not running */
+};
+/*
+ * The job ID after the options into ID ("job ID" or "ID"); with none ("job"
+ * or nothing), the caller's only job that fits WANT. 0; 2 on bad usage (no
+ * message); 1 when no job or several fit (the error, listing them, printed).
+ */
+int job_arg_or_pick(int argc, char **argv, int optind_, enum job_pick want, char *id,
+                    size_t len);
+
 int cmd_exec(int argc, char **argv);
 int cmd_ps(int argc, char **argv);
 int cmd_dump(int argc, char **argv);

@@ -11,7 +11,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: stasis dump job ID -d DIR [--stream N] [--codec lz4|zstd[:L]|none]\n"
+	        "usage: stasis dump job [ID] -d DIR [--stream N] [--codec lz4|zstd[:L]|none]\n"
 	        "                   [--leave-running] [--tcp-established | --tcp-close]\n"
 	        "                   [--file-locks] [--external RES]... [--force] [--json]\n"
 	        "\n"
@@ -19,7 +19,9 @@ static void usage(FILE *f)
 	        "job's user). Without --leave-running the job stops (JOB_KILLED). --stream N\n"
 	        "writes N compressed, checksummed shards through stasis-streamer; otherwise\n"
 	        "plain CRIU images. A DIR that already holds a checkpoint is refused unless\n"
-	        "--force. Prints Success Checkpoint=DIR stats={...} (milliseconds, bytes).\n");
+	        "--force. Prints Success Checkpoint=DIR stats={...} (milliseconds, bytes).\n"
+	        "Without ID (`stasis dump job -d DIR`): your only running job; when you have\n"
+	        "none or several, an error lists them.\n");
 }
 
 /* "job ID" or just "ID" after the options. */
@@ -54,7 +56,8 @@ int cmd_dump(int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *dir = NULL, *id = NULL;
+	const char *dir = NULL;
+	char id[256];
 	json_t *req = json_object(), *ext = json_array();
 	bool as_json = false;
 	char path[512], *dabs;
@@ -102,10 +105,11 @@ int cmd_dump(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (parse_job_arg(argc, argv, optind, &id) || !dir) {
-		die_msg("usage: stasis dump job ID -d DIR [--stream N] ...");
-		return 2;
-	}
+	ret = dir ? job_arg_or_pick(argc, argv, optind, PICK_RUNNING, id, sizeof(id)) : 2;
+	if (ret == 2)
+		die_msg("usage: stasis dump job [ID] -d DIR [--stream N] ...");
+	if (ret)
+		return ret;
 	dabs = abs_path(dir);
 	json_object_set_new(req, "dir", json_string(dabs));
 	if (json_array_size(ext))

@@ -10,13 +10,24 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis exec [-i ID] [-w DIR] [-e KEY=VALUE]... [--gpu-enabled] [--json] "
-	           "COMMAND...\n"
+	fprintf(f, "usage: stasis exec [-i ID] [-w DIR] [-e KEY=VALUE]... [--gpu-enabled] [--json]\n"
+	           "                   [--] COMMAND... [--gpu-enabled] [--json]\n"
 	           "\n"
-	           "Runs `/bin/sh -c COMMAND` as you (your uid, gid and groups), in DIR (default:\n"
-	           "the current directory), in a new session, with stdin from /dev/null and\n"
-	           "stdout+stderr appended to the job's own log (`stasis logs ID`).\n"
-	           "The job gets HOME, USER, LOGNAME, SHELL, your PATH and each -e KEY=VALUE.\n"
+	           "Runs COMMAND as you (your uid, gid and groups), in DIR (default: the current\n"
+	           "directory), in a new session, with stdin from /dev/null and stdout+stderr\n"
+	           "appended to the job's own log (`stasis logs ID`). The job gets HOME, USER,\n"
+	           "LOGNAME, SHELL, your PATH and each -e KEY=VALUE.\n"
+	           "\n"
+	           "A plain command (words, '...' and \"...\" quoting, none of $ ` \\ | & ; < > ( )\n"
+	           "* ? [ ] { } ~ # ! or newlines, not starting with a shell keyword or builtin\n"
+	           "such as cd, exec or VAR=value) is run itself, found on your PATH: the job's PID\n"
+	           "is your program's. Anything else runs as `/bin/sh -c COMMAND`. Either way\n"
+	           "every process the job starts belongs to it (ps, kill, rm, dump).\n"
+	           "\n"
+	           "Options go before COMMAND; --gpu-enabled and --json are also taken from the\n"
+	           "end of the line (`stasis exec -i a python3 x.py --gpu-enabled`). `--` ends\n"
+	           "stasis's options: all after it is the command, verbatim. Several words are\n"
+	           "joined into one command, each quoted as it was given.\n"
 	           "\n"
 	           "  -i, --id ID          job ID (default: generated)\n"
 	           "  -w, --workdir DIR    working directory\n"
@@ -56,6 +67,27 @@ static char *join_command(int argc, char **argv)
 	return out;
 }
 
+/*
+ * Stasis's flags at the end of the line (the way users of other tools type
+ * them): strip --gpu-enabled and --json from the end, leaving at least one
+ * word of the command. Returns the new end of the command.
+ */
+static int trailing_flags(int argc, char **argv, int first, bool *gpu, bool *as_json)
+{
+	int end = argc;
+
+	while (end - 1 > first) {
+		if (!strcmp(argv[end - 1], "--gpu-enabled"))
+			*gpu = true;
+		else if (!strcmp(argv[end - 1], "--json"))
+			*as_json = true;
+		else
+			break;
+		end--;
+	}
+	return end;
+}
+
 int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -72,9 +104,10 @@ int cmd_exec(int argc, char **argv)
 	bool gpu = false, as_json = false;
 	char *cmd, *wd_abs;
 	struct reply r;
-	int c, ret;
+	int c, ret, last = 1, end;
 
 	while ((c = getopt_long(argc, argv, "+i:w:e:h", opts, NULL)) != -1) {
+		last = optind;
 		switch (c) {
 		case 'i':
 			id = optarg;
@@ -103,12 +136,16 @@ int cmd_exec(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind >= argc) {
+	end = argc;
+	/* getopt stepped over a "--" only when it stopped right after it. */
+	if (!(optind == last + 1 && !strcmp(argv[last], "--")))
+		end = trailing_flags(argc, argv, optind, &gpu, &as_json);
+	if (optind >= end) {
 		die_msg("exec needs a command");
 		usage(stderr);
 		return 2;
 	}
-	cmd = join_command(argc - optind, argv + optind);
+	cmd = join_command(end - optind, argv + optind);
 	wd_abs = abs_path(wd);
 	req = json_pack("{s:s, s:s, s:o, s:b}", "cmd", cmd, "workdir", wd_abs, "env", env, "gpu",
 	                gpu);

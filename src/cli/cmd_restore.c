@@ -11,12 +11,15 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis restore job ID [-d DIR] [--stream N] [--json]\n"
+	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--json]\n"
 	           "\n"
 	           "Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
 	           "read from the files; --stream N, if given, must match the shard count.\n"
 	           "The job keeps its PID, and its output goes on into the same log.\n"
-	           "Prints Success PID=... stats={...} (milliseconds).\n");
+	           "Prints Success PID=... stats={...} (milliseconds).\n"
+	           "Without ID (`stasis restore job`): your only job that has a checkpoint and is\n"
+	           "not running (not migrated away); when you have none or several, an error\n"
+	           "lists them.\n");
 }
 
 int cmd_restore(int argc, char **argv)
@@ -28,7 +31,7 @@ int cmd_restore(int argc, char **argv)
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
-	const char *id = NULL;
+	char id[256];
 	json_t *req = json_object();
 	bool as_json = false;
 	char path[512], *dabs;
@@ -57,9 +60,12 @@ int cmd_restore(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (parse_job_arg(argc, argv, optind, &id)) {
-		die_msg("usage: stasis restore job ID [-d DIR] [--stream N]");
-		return 2;
+	ret = job_arg_or_pick(argc, argv, optind, PICK_RESTORABLE, id, sizeof(id));
+	if (ret == 2)
+		die_msg("usage: stasis restore job [ID] [-d DIR] [--stream N]");
+	if (ret) {
+		json_decref(req);
+		return ret;
 	}
 	job_path(path, sizeof(path), id, "/restore");
 	ret = api_with_progress(id, !as_json, path, req, &r);
