@@ -18,6 +18,7 @@
 #include "checkpoint.h"
 #include "db.h"
 #include "gpu.h"
+#include "import.h"
 #include "jobs.h"
 #include "log.h"
 #include "migrate.h"
@@ -490,6 +491,8 @@ void api_handle(const struct api_req *rq, struct api_resp *rs)
 		h_shutdown(rq, rs);
 	else if (post && !strcmp(p, "/v1/push"))
 		migrate_h_push(rq, rs);
+	else if (post && !strcmp(p, "/v1/import"))
+		import_h(rq, rs, cfg.state_dir);
 	else if (job_path(p, id, sizeof(id), action, sizeof(action))) {
 		if (get && !action[0])
 			h_get(rq, rs, id);
