@@ -13,6 +13,8 @@
 #   tests/unit/test_*.c   -> one unit test program each
 #   tests/helpers/*.c     -> test workloads and protocol clients (one program each)
 #   tests/stubs/*.c       -> shared-library stand-ins for absent hardware (tests only)
+#   src/slurm/*.c         -> SPANK plugins for Slurm, only where libslurm-dev is
+#                            installed (slurm/spank.h); `make install-slurm`
 
 CC      ?= gcc
 PREFIX  ?= /usr/local
@@ -95,6 +97,26 @@ $(BUILD)/tests/bin/%: tests/helpers/%.c $(LIB) $(PROTO_H)
 $(BUILD)/tests/lib/%.so: tests/stubs/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared $(LDFLAGS) -o $@ $<
+
+# Slurm's SPANK plugin (docs/slurm.md): built only where slurm/spank.h is
+# present, so the default build needs no Slurm. It links nothing but what
+# slurmstepd, srun and sbatch provide; the work is done by the stasis CLI.
+SLURM_INC        ?= /usr/include
+SLURM_PLUGIN_DIR ?= /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)/slurm-wlm
+SPANK_SRC := $(if $(wildcard $(SLURM_INC)/slurm/spank.h),$(wildcard src/slurm/*.c))
+SPANK_SO  := $(patsubst src/slurm/%.c,$(BUILD)/%.so,$(SPANK_SRC))
+all: $(SPANK_SO)
+
+$(BUILD)/%.so: src/slurm/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OPT) -fPIC -shared \
+		-I$(SLURM_INC) -DSTASIS_BIN='"$(PREFIX)/bin/stasis"' $(LDFLAGS) -o $@ $<
+
+.PHONY: install-slurm
+install-slurm: all
+	@[ -n "$(SPANK_SO)" ] || { echo "install-slurm: no $(SLURM_INC)/slurm/spank.h (apt-get install libslurm-dev)"; exit 1; }
+	install -d $(DESTDIR)$(SLURM_PLUGIN_DIR)
+	install -m 0755 $(SPANK_SO) $(DESTDIR)$(SLURM_PLUGIN_DIR)/
 
 # Unit tests always run sanitized.
 check:

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "log.h"
 #include "migrate_cli.h"
+#include "slurm_cli.h"
 
 struct command {
 	const char *name;
@@ -31,6 +32,7 @@ static const struct command commands[] = {
         {"push", cmd_push, "send a checkpoint to another host: push DIR --to HOST:PORT"},
         {"checkpoints", cmd_checkpoints, "list recorded checkpoints [ID]"},
         {"inspect", cmd_inspect, "describe a checkpoint directory"},
+        {"slurm", cmd_slurm, "checkpoints of Slurm jobs (--stasis): slurm ls [JOBID]"},
         {"check", cmd_check, "check CRIU, streamer, GPU support, daemon"},
         {"daemon", cmd_daemon, "daemon start|stop|status"},
         {"reset", cmd_reset, "stop the daemon and remove its state (--yes)"},
