@@ -3,6 +3,8 @@
 # holds PATTERN). Each script prints "ok CASE" / "FAIL CASE" lines; a script
 # that exits non-zero without a FAIL line counts as one failure. Each script's
 # full output is kept in $STASIS_TEST_LOGS (default /tmp/stasis-test-logs).
+# Every script runs under a time bound (300 s, or its "# time-bound: S" line,
+# or $STASIS_TEST_TIMEOUT): a hung test fails by name, with its log's tail.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 logs=${STASIS_TEST_LOGS:-/tmp/stasis-test-logs}
@@ -12,12 +14,19 @@ for t in "$here"/integration/t_*.sh; do
 	name=$(basename "$t" .sh)
 	[ -n "${1:-}" ] && [[ $name != *"$1"* ]] && continue
 	start=$(date +%s)
-	timeout --kill-after=10 "${STASIS_TEST_TIMEOUT:-900}" bash "$t" >"$logs/$name.log" 2>&1
+	# A script may ask for a longer bound with a "# time-bound: SECONDS" line.
+	bound=$(sed -n 's/^# time-bound: *\([0-9][0-9]*\).*/\1/p' "$t" | head -1)
+	bound=${STASIS_TEST_TIMEOUT:-${bound:-300}}
+	timeout --kill-after=10 "$bound" bash "$t" >"$logs/$name.log" 2>&1
 	code=$?
 	grep -E '^(ok|FAIL) ' "$logs/$name.log"
 	if [ $code -ne 0 ]; then
 		rc=1
-		grep -q '^FAIL ' "$logs/$name.log" || echo "FAIL $name (exit $code)"
+		if [ $code -eq 124 ] || [ $code -eq 137 ]; then
+			echo "FAIL $name (hung: killed after its time bound of ${bound}s)"
+		else
+			grep -q '^FAIL ' "$logs/$name.log" || echo "FAIL $name (exit $code)"
+		fi
 		echo "---- last lines of $logs/$name.log" >&2
 		tail -40 "$logs/$name.log" | sed 's/^/    /' >&2
 	fi

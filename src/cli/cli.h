@@ -61,6 +61,8 @@ void print_success(const char *head, json_t *j);
 /* Check a --stream ARG (a shard count, 1 to 64) and put it into REQ as "stream".
  * 0, or -1 with a message. */
 int parse_stream_arg(const char *arg, json_t *req);
+/* Check a --timeout ARG (seconds without progress, 0 = none) into REQ as "timeout". */
+int parse_timeout_arg(const char *arg, json_t *req);
 /* Print human byte count into BUF. */
 const char *human_bytes(double n, char *buf, size_t len);
 

@@ -204,6 +204,19 @@ int parse_stream_arg(const char *arg, json_t *req)
 	return 0;
 }
 
+int parse_timeout_arg(const char *arg, json_t *req)
+{
+	char *end;
+	long n = strtol(arg, &end, 10);
+
+	if (!*arg || *end || n < 0 || n > 86400) {
+		die_msg("--timeout wants seconds from 0 (no bound) to 86400, got '%s'", arg);
+		return -1;
+	}
+	json_object_set_new(req, "timeout", json_integer(n));
+	return 0;
+}
+
 char *abs_path(const char *path)
 {
 	char cwd[PATH_MAX], *out;

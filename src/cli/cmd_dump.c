@@ -14,6 +14,7 @@ static void usage(FILE *f)
 	        "usage: stasis dump job [ID] -d DIR [--stream N] [--codec lz4|zstd[:L]|none]\n"
 	        "                   [--leave-running] [--tcp-established | --tcp-close]\n"
 	        "                   [--file-locks] [--external RES]... [--force] [--json]\n"
+	        "                   [--timeout S]\n"
 	        "\n"
 	        "Checkpoints job ID into DIR (created 0700 if missing; files 0600, owned by the\n"
 	        "job's user). Without --leave-running the job stops (JOB_KILLED). --stream N\n"
@@ -21,7 +22,11 @@ static void usage(FILE *f)
 	        "plain CRIU images. A DIR that already holds a checkpoint is refused unless\n"
 	        "--force. Prints Success Checkpoint=DIR stats={...} (milliseconds, bytes).\n"
 	        "Without ID (`stasis dump job -d DIR`): your only running job; when you have\n"
-	        "none or several, an error lists them.\n");
+	        "none or several, an error lists them.\n"
+	        "\n"
+	        "--timeout S cuts the operation off when it makes no progress for S seconds\n"
+	        "(default: the daemon's, 60; 0: never); Ctrl-C cancels it. Either way the\n"
+	        "job goes on running as it was and nothing is recorded.\n");
 }
 
 /* "job ID" or just "ID" after the options. */
@@ -52,6 +57,7 @@ int cmd_dump(int argc, char **argv)
 	        {"file-locks", no_argument, NULL, 'L'},
 	        {"external", required_argument, NULL, 'x'},
 	        {"force", no_argument, NULL, 'f'},
+	        {"timeout", required_argument, NULL, 'W'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -93,6 +99,10 @@ int cmd_dump(int argc, char **argv)
 			break;
 		case 'f':
 			json_object_set_new(req, "force", json_true());
+			break;
+		case 'W':
+			if (parse_timeout_arg(optarg, req))
+				return 2;
 			break;
 		case 'j':
 			as_json = true;

@@ -14,7 +14,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis migrate job ID --to HOST:PORT [--stream N] [--token-file F]\n"
-	           "                            [--codec C] [--json]\n"
+	           "                            [--codec C] [--timeout S] [--json]\n"
 	           "\n"
 	           "Dumps job ID (frozen, not killed) while its shards stream over TLS to the\n"
 	           "stasisd listening on HOST:PORT (stasisd --listen), which verifies every\n"
@@ -28,6 +28,9 @@ static void usage(FILE *f)
 	           "  --codec C          lz4 (default), zstd[:L] or none\n"
 	           "  --token-file F     shared token (mode 0600); default: $STASIS_TOKEN_FILE,\n"
 	           "                     else the local daemon's own --token-file\n"
+	           "  --timeout S        cut the dump (here) and the restore (there) off when\n"
+	           "                     either makes no progress for S seconds (default 60;\n"
+	           "                     0: never); Ctrl-C cancels; the job resumes here\n"
 	           "  --json             print the daemon's full answer\n");
 }
 
@@ -54,6 +57,7 @@ int cmd_migrate(int argc, char **argv)
 	        {"stream", required_argument, NULL, 's'},
 	        {"codec", required_argument, NULL, 'c'},
 	        {"token-file", required_argument, NULL, 'T'},
+	        {"timeout", required_argument, NULL, 'W'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -81,6 +85,12 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case 'T':
 			token_file = optarg;
+			break;
+		case 'W':
+			if (parse_timeout_arg(optarg, req)) {
+				json_decref(req);
+				return 2;
+			}
 			break;
 		case 'j':
 			as_json = true;

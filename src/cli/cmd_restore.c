@@ -11,7 +11,7 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--json]\n"
+	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--timeout S] [--json]\n"
 	           "\n"
 	           "Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
 	           "read from the files; --stream N, if given, must match the shard count.\n"
@@ -19,7 +19,11 @@ static void usage(FILE *f)
 	           "Prints Success PID=... stats={...} (milliseconds).\n"
 	           "Without ID (`stasis restore job`): your only job that has a checkpoint and is\n"
 	           "not running (not migrated away); when you have none or several, an error\n"
-	           "lists them.\n");
+	           "lists them.\n"
+	           "\n"
+	           "--timeout S cuts the restore off when it makes no progress for S seconds\n"
+	           "(default: the daemon's, 60; 0: never); Ctrl-C cancels it. Either way the\n"
+	           "job and its checkpoint stay as they were.\n");
 }
 
 int cmd_restore(int argc, char **argv)
@@ -27,6 +31,7 @@ int cmd_restore(int argc, char **argv)
 	static const struct option opts[] = {
 	        {"dir", required_argument, NULL, 'd'},
 	        {"stream", required_argument, NULL, 's'},
+	        {"timeout", required_argument, NULL, 'W'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -47,6 +52,10 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 's':
 			if (parse_stream_arg(optarg, req))
+				return 2;
+			break;
+		case 'W':
+			if (parse_timeout_arg(optarg, req))
 				return 2;
 			break;
 		case 'j':

@@ -18,8 +18,10 @@
 #include "checkpoint.h"
 #include "db.h"
 #include "gpu.h"
+#include "hostprobe.h"
 #include "import.h"
 #include "jobs.h"
+#include "watchdog.h"
 #include "log.h"
 #include "migrate.h"
 #include "progress.h"
@@ -177,15 +179,33 @@ static int parse_signal(json_t *v)
 	return -1;
 }
 
-/* Mark job ID busy with WHAT; answers 409 itself when something else holds it. */
-static bool claim_job(struct api_resp *rs, const char *id, const char *what)
-{
-	const char *cur = NULL;
+/* How long kill and rm wait for a cancelled dump or restore to wind down. */
+#define CANCEL_WAIT_MS 30000
 
-	if (jobs_busy_begin(id, what, &cur))
-		return true;
-	reply_err(rs, 409, "job %s is busy (%s in progress)", id, cur);
-	return false;
+/*
+ * Mark job ID busy with WHAT; answers 409 itself when something else holds it.
+ * kill and rm (CANCEL) first cancel a dump, restore or migration in flight
+ * (the watchdog kills CRIU and the streamer and the job is resumed), then
+ * wait for it to end.
+ */
+static bool claim_job(struct api_resp *rs, const char *id, const char *what, bool cancel)
+{
+	uint64_t deadline = now_ms() + CANCEL_WAIT_MS;
+	const char *cur = NULL;
+	bool asked = false;
+
+	while (!jobs_busy_begin(id, what, &cur)) {
+		if (!cancel || now_ms() >= deadline) {
+			reply_err(rs, 409, "job %s is busy (%s in progress)", id, cur);
+			return false;
+		}
+		if (!asked && watchdog_cancel(id)) {
+			log_info("job %s: %s asked: cancelling the %s in progress", id, what, cur);
+			asked = true;
+		}
+		usleep(50000);
+	}
+	return true;
 }
 
 static void h_kill(const struct api_req *rq, struct api_resp *rs, const char *id)
@@ -199,7 +219,7 @@ static void h_kill(const struct api_req *rq, struct api_resp *rs, const char *id
 		return;
 	if (sig < 0)
 		reply_err(rs, 400, "unknown signal");
-	else if (claim_job(rs, id, "kill")) {
+	else if (claim_job(rs, id, "kill", true)) {
 		top_alive = proc_is(j.pid, j.start);
 		if (!job_alive(&j))
 			reply_err(rs, 409, "job %s is not running (%s)", id, job_status(&j));
@@ -240,7 +260,7 @@ static void h_rm(const struct api_req *rq, struct api_resp *rs, const char *id)
 		json_decref(kept);
 		return;
 	}
-	if (!claim_job(rs, id, "rm"))
+	if (!claim_job(rs, id, "rm", true))
 		goto out;
 	if (job_alive(&j)) {
 		if (!forced) {
@@ -409,6 +429,10 @@ static void h_check(const struct api_req *rq, struct api_resp *rs)
 		snprintf(detail, sizeof(detail), "%s", ok ? "Looks good." : out);
 		check_item(arr, "criu check", ok, detail);
 	}
+	/* Probed again now: a VM may have moved to another host since the daemon started. */
+	hostprobe_refresh();
+	hostprobe_describe(detail, sizeof(detail));
+	check_item(arr, "breakpoints", true, detail);
 	{
 		char *h_argv[] = {(char *)ckpt_streamer_path(), "--help", NULL};
 

@@ -37,10 +37,13 @@
 #include "coreimg.h"
 #include "db.h"
 #include "gpu.h"
+#include "hostprobe.h"
 #include "jobs.h"
 #include "log.h"
 #include "progress.h"
+#include "server.h"
 #include "util.h"
+#include "watchdog.h"
 
 #define READY_TIMEOUT_MS         15000
 #define STREAMER_EXIT_TIMEOUT_MS 300000
@@ -111,6 +114,10 @@ struct op {
 	pid_t streamer;
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms; /* GPU job: "GPUDuration" (docs/gpu.md) */
+	int timeout_s;        /* watchdog bound without progress; 0: none */
+	int log_dfd;          /* CRIU's log is LOG_NAME in LOG_DFD (the watchdog reads it) */
+	const char *log_name;
+	bool cut_off;         /* the watchdog killed CRIU (stalled or cancelled) */
 	char *err;
 	size_t errlen;
 };
@@ -178,6 +185,7 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 
 	op->dfd = -1;
 	op->wfd = -1;
+	op->log_dfd = -1;
 	op->streamer = -1;
 	op->t0 = now_ms();
 	if (db_job_get(id, &op->job))
@@ -190,6 +198,8 @@ static int op_begin(struct op *op, const struct creds *caller, const char *id, c
 		job_free(&op->job);
 		return fail(op, 409, "job %s is busy (%s in progress)", id, cur ? cur : "?");
 	}
+	watchdog_op_begin(id, server_client_fd());
+	op->timeout_s = watchdog_default();
 	job_refresh(&op->job);
 	owner_creds(&op->job, &op->owner);
 	progress_begin(id, what, op->job.uid);
@@ -242,11 +252,14 @@ static void op_end(struct op *op)
 	}
 	if (op->locked)
 		ckdir_unlock(op->dfd, op->job.uid, op->job.gid);
+	if (op->log_dfd >= 0 && op->log_dfd != op->dfd)
+		close(op->log_dfd);
 	if (op->dfd >= 0)
 		close(op->dfd);
 	if (op->rec.criu_pid)
 		db_op_end(op->job.id);
 	progress_end(op->job.id);
+	watchdog_op_end(op->job.id);
 	jobs_busy_end(op->job.id);
 	job_free(&op->job);
 }
@@ -296,6 +309,7 @@ static int start_streamer(struct op *op, const char *mode, int shards, const cha
 	o.stderr_fd = logfd;
 	o.keep_fd = rp[1];
 	o.keep_fd2 = op->dfd;
+	o.new_pgroup = true; /* the watchdog kills it with whatever it started */
 	ret = spawn(&o, &op->streamer, &phase);
 	close(rp[1]);
 	close(logfd);
@@ -335,20 +349,73 @@ static int finish_streamer(struct op *op, char *desc, size_t len)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-/* Run CRIU with ARGV; returns its wait status (or -1 if it could not start). */
+/* "timeout" of a dump or restore request: seconds without progress, 0 = none. */
+static int parse_timeout(struct op *op, json_t *req)
+{
+	json_t *t = req ? json_object_get(req, "timeout") : NULL;
+
+	if (!t)
+		return 0;
+	if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > 86400)
+		return fail(op, 400, "\"timeout\" takes 0..86400 seconds (0: no bound)");
+	op->timeout_s = (int)json_integer_value(t);
+	return 0;
+}
+
+/*
+ * CRIU is done, killed or cancelled: with W's verdict, say so in op->err.
+ * Returns 0 when CRIU exited by itself (its status is the caller's to judge).
+ */
+static int criu_watched(struct op *op, pid_t pid, int *status)
+{
+	struct watchdog w = {
+	        .job = op->job.id,
+	        .criu = pid,
+	        .streamer = op->streamer,
+	        .log_dfd = op->log_dfd,
+	        .log_name = op->log_name,
+	        .timeout_s = op->timeout_s,
+	};
+	char why[1024];
+	const char *what = op->rec.op[0] ? op->rec.op : "operation";
+
+	if (watchdog_wait(&w, status, why, sizeof(why)) == WD_EXITED)
+		return 0;
+	op->streamer = -1; /* killed and reaped with CRIU */
+	op->cut_off = true;
+	fail(op, 500, "%s cut off in phase criu: %s; CRIU and the streamer were killed", what,
+	     why);
+	return -1;
+}
+
+/*
+ * Run CRIU with ARGV under the watchdog; returns 0 with its wait status, or
+ * -1 with op->err set if it could not start or was cut off (op->cut_off).
+ */
 static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 {
+	char *env[576];
 	struct spawn_opts o = {
 	        .argv = argv,
+	        .envp = env,
 	        .stdin_fd = -1,
 	        .stdout_fd = -1,
 	        .stderr_fd = -1,
 	        .keep_fd = -1,
 	        .umask = 077,
+	        .new_pgroup = true,
 	};
 	const char *phase;
+	char why[256];
 	pid_t pid;
 	int ret;
+
+	if (watchdog_cancelled(op->job.id, why, sizeof(why))) {
+		op->cut_off = true;
+		fail(op, 500, "%s %s before CRIU started", op->rec.op, why);
+		return -1;
+	}
+	hostprobe_criu_env(env, ARRAY_SIZE(env));
 
 	if (as_owner) {
 		o.cr = &op->owner;
@@ -374,13 +441,9 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 	op->rec.created = (int64_t)wall_ms();
 	if (db_op_begin(&op->rec))
 		log_warn("job %s: cannot record the operation in flight", op->job.id);
-	ret = wait_child(pid, status, -1);
+	ret = criu_watched(op, pid, status);
 	op->t_end_criu = now_ms();
-	if (ret) {
-		fail(op, 500, "criu: wait: %s", strerror(-ret));
-		return -1;
-	}
-	return 0;
+	return ret;
 }
 
 /* ---- dump ---- */
@@ -802,6 +865,8 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		return code;
 	}
 	code = parse_dump(&op, req, &d);
+	if (!code)
+		code = parse_timeout(&op, req);
 	if (!code && !job_alive(&op.job))
 		code = fail(&op, 409, "job %s is not running (%s)", id, job_status(&op.job));
 	if (!code)
@@ -831,9 +896,13 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		progress_set(id, "criu", PROG_DIR_BYTES, op.dir, 0, tree_rss(op.job.pid));
 	log_info("job %s: dumping pid %d into %s%s", id, op.job.pid, op.dir,
 	         d.stream ? " (streamed)" : "");
+	op.log_dfd = op.dfd;
+	op.log_name = "dump.log";
 	if (run_criu(&op, argv, op.as_owner, &status)) {
 		code = 500;
-		dump_failed(&op, "criu did not run");
+		/* A task CRIU had stopped when it was killed must run on (SIGCONT). */
+		op.stopped = op.cut_off;
+		dump_failed(&op, op.cut_off ? "" : "criu did not run");
 		goto out;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
@@ -1371,6 +1440,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		code = fail(&op, 400, "restore takes \"dir\" (string) and \"stream\" (number)");
 	else if (stream < 0 || stream > MAX_SHARDS)
 		code = fail(&op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
+	else if (parse_timeout(&op, req))
+		code = 400;
 	else if (job_alive(&op.job))
 		code = fail(&op, 409, "job %s is running (pid %d): kill it or dump it first", id,
 		            op.job.pid);
@@ -1406,8 +1477,20 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 	progress_set(id, "criu", PROG_RSS, NULL, recorded ? c.pid : op.job.pid,
 	             restore_expected(&op, &c, streamed));
 	log_info("job %s: restoring from %s%s", id, op.dir, streamed ? " (streamed)" : "");
+	op.log_dfd = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	op.log_name = "restore.log";
 	if (run_criu(&op, argv, op.as_owner, &status)) {
+		size_t used = strlen(err);
+
 		code = 500;
+		if (op.cut_off) {
+			reap_failed_restore(recorded ? c.pid : op.job.pid);
+			copy_restore_log(&op, work);
+			snprintf(err + used, errlen - used,
+			         "; CRIU log: %s/restore.log; the job and its checkpoint are "
+			         "unchanged",
+			         op.dir);
+		}
 		goto out;
 	}
 	copy_restore_log(&op, work);

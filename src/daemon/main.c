@@ -19,12 +19,14 @@
 #include "api.h"
 #include "db.h"
 #include "gpu.h"
+#include "hostprobe.h"
 #include "jobs.h"
 #include "log.h"
 #include "recover.h"
 #include "migrate.h"
 #include "server.h"
 #include "util.h"
+#include "watchdog.h"
 
 #define DEFAULT_SOCKET "/run/stasis/stasisd.sock"
 #define DEFAULT_STATE  "/var/lib/stasis"
@@ -43,9 +45,15 @@ static void usage(FILE *f)
 	        "  --listen ADDR:PORT  accept migrated jobs from other daemons over TLS\n"
 	        "                    (off by default; needs --token-file)\n"
 	        "  --token-file F    shared migration token (mode 0600; docs/migration.md)\n"
+	        "  --criu-breakpoints auto|on|off\n"
+	        "                    CRIU's use of ptrace hardware breakpoints: auto (default)\n"
+	        "                    probes whether this host delivers them; off runs CRIU in\n"
+	        "                    its no-breakpoint mode (env STASIS_CRIU_BREAKPOINTS)\n"
+	        "  --op-timeout S    cut off a dump, restore or migration that makes no\n"
+	        "                    progress for S seconds (default %d; 0: never)\n"
 	        "\n"
 	        "Runs in the foreground; `stasis daemon start` starts it detached.\n",
-	        DEFAULT_SOCKET, DEFAULT_STATE);
+	        DEFAULT_SOCKET, DEFAULT_STATE, WATCHDOG_DEFAULT_S);
 }
 
 static const char *env_or(const char *name, const char *def)
@@ -106,12 +114,15 @@ int main(int argc, char **argv)
 	        {"debug", no_argument, NULL, 'd'},
 	        {"listen", required_argument, NULL, 'L'},
 	        {"token-file", required_argument, NULL, 'T'},
+	        {"criu-breakpoints", required_argument, NULL, 'B'},
+	        {"op-timeout", required_argument, NULL, 'O'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *sock = env_or("STASIS_SOCKET", DEFAULT_SOCKET);
 	const char *state = env_or("STASIS_STATE_DIR", DEFAULT_STATE);
 	const char *logfile = NULL, *listen_addr = NULL, *token_file = NULL;
+	const char *breakpoints = getenv("STASIS_CRIU_BREAKPOINTS");
 	struct migrate_config mcfg;
 	char merr[1024];
 	char self[PATH_MAX], streamer[PATH_MAX + 32], dbpath[PATH_MAX + 32], state_abs[PATH_MAX];
@@ -144,6 +155,12 @@ int main(int argc, char **argv)
 		case 'T':
 			token_file = optarg;
 			break;
+		case 'B':
+			breakpoints = optarg;
+			break;
+		case 'O':
+			watchdog_set_default(atoi(optarg));
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -162,6 +179,11 @@ int main(int argc, char **argv)
 	}
 	if (logfile && log_open_file(logfile))
 		log_warn("cannot open log file %s", logfile);
+	/* Before any thread starts: the probe forks and traces a child. */
+	if (hostprobe_init(breakpoints)) {
+		log_err("--criu-breakpoints takes auto, on or off (not %s)", breakpoints);
+		return 2;
+	}
 	umask(022);
 	if (mkdir_p(state, 0755) || chmod(state, 0755) || !realpath(state, state_abs)) {
 		log_err("cannot create state dir %s: %s", state, strerror(errno));

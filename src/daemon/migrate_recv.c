@@ -523,10 +523,10 @@ static void rx_undo(struct rx *rx, struct job *j)
 		mg_rmdir_flat(rx->final);
 }
 
-static int rx_restore(struct rx *rx, struct job *j, json_t **res)
+static int rx_restore(struct rx *rx, struct job *j, json_t *timeout, json_t **res)
 {
 	struct creds root = {0};
-	json_t *req = json_pack("{s:s}", "dir", rx->final);
+	json_t *req = json_pack("{s:s, s:O?}", "dir", rx->final, "timeout", timeout);
 	char err[1024] = "";
 	int code;
 
@@ -578,7 +578,7 @@ static int rx_commit(struct rx *rx, json_t *commit, json_t **res)
 	}
 	log_info("received job %s from %s into %s (%" PRIu64 " bytes)", rx->id, rx->peer, rx->final,
 	         rx->bytes);
-	ret = restore ? rx_restore(rx, &j, res) : 0;
+	ret = restore ? rx_restore(rx, &j, json_object_get(commit, "timeout"), res) : 0;
 	rx->t_restore = now_ms();
 	if (!ret && restore)
 		log_info("job %s restored after migration from %s", rx->id, rx->peer);

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "migrate_files.h"
+#include "server.h"
 #include "util.h"
 
 #define MAX_TX_FILES   128
@@ -73,6 +74,7 @@ struct tx {
 	char *buf;
 	int capfd;   /* pidfd of the capture writing into the window, or -1 */
 	bool paused; /* we stopped it: the window is full */
+	json_t *timeout; /* the request's "timeout" (watchdog bound, both ends), or NULL */
 };
 
 static int tx_fail(struct tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -496,7 +498,8 @@ static int tx_open_conn(struct tx *t, const char *op, const struct job *j, const
 
 static int tx_commit(struct tx *t, json_t *record, bool restore, json_t **ans)
 {
-	json_t *msg = json_pack("{s:O, s:b}", "checkpoint", record, "restore", restore);
+	json_t *msg = json_pack("{s:O, s:b, s:O?}", "checkpoint", record, "restore", restore,
+	                        "timeout", t->timeout);
 	int rc;
 
 	snprintf(t->phase, sizeof(t->phase),
@@ -528,6 +531,7 @@ struct dump_thread {
 	const char *id;
 	json_t *req;
 	json_t *out;
+	int client_fd; /* the migrate request's client: its hang-up cancels the dump */
 	int code;
 	char err[1024];
 	volatile int done;
@@ -540,6 +544,7 @@ static void *dump_main(void *p)
 	struct creds root = {0};
 
 	d->t0 = now_ms();
+	server_set_client_fd(d->client_fd);
 	d->code = ckpt_dump(&root, d->id, d->req, &d->out, d->err, sizeof(d->err));
 	d->t1 = now_ms();
 	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
@@ -646,7 +651,7 @@ static json_t *migrate_result(struct tx *t, const struct job *j, struct dump_thr
 static int migrate_run(struct tx *t, struct job *j, int stream, const char *codec,
                        const char *token, json_t **out, char *err, size_t errlen)
 {
-	struct dump_thread d = {.id = j->id};
+	struct dump_thread d = {.id = j->id, .client_fd = server_client_fd()};
 	json_t *files, *ans = NULL;
 	uint64_t t0 = now_ms(), t_first = 0, t_sent;
 	char log_kept[PATH_MAX + 64] = "";
@@ -667,6 +672,8 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	d.req = json_pack("{s:s, s:i, s:b}", "dir", t->dir, "stream", stream, "leave_stopped", 1);
 	if (codec)
 		json_object_set_new(d.req, "codec", json_string(codec));
+	if (t->timeout)
+		json_object_set(d.req, "timeout", t->timeout);
 	snprintf(t->phase, sizeof(t->phase), "dumping and streaming");
 	log_info("job %s: migrating to %s (%d shards, window %s)", j->id, t->to, stream, t->dir);
 	if (pthread_create(&d.tid, NULL, dump_main, &d)) {
@@ -819,6 +826,7 @@ int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t 
 		return 409;
 	}
 	t.to = to;
+	t.timeout = json_object_get(req, "timeout");
 	code = migrate_run(&t, &j, stream, codec, token, out, err, errlen);
 	tx_free(&t);
 	job_free(&j);

@@ -175,6 +175,8 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 	umask(o->umask);
 	if (o->new_session)
 		setsid();
+	else if (o->new_pgroup)
+		setpgid(0, 0);
 	/* Move the sources above 2 first so that placing one cannot clobber another. */
 	in = o->stdin_fd >= 0 ? fcntl(o->stdin_fd, F_DUPFD_CLOEXEC, 10) : -1;
 	out = o->stdout_fd >= 0 ? fcntl(o->stdout_fd, F_DUPFD_CLOEXEC, 10) : -1;

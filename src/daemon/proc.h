@@ -46,6 +46,7 @@ struct spawn_opts {
 	 * (after the chdir, with the user's credentials) */
 	bool search_path;
 	int cgroup_fd; /* > 2: a cgroup.procs the child joins while still root */
+	bool new_pgroup;        /* setpgid(0, 0): killable as a group (CRIU, the streamer) */
 	mode_t umask;
 };
 

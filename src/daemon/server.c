@@ -25,6 +25,18 @@
 #define MAX_CONNECTIONS 512 /* one thread each: bound what a local user can make us hold */
 
 static struct MHD_Daemon *mhd;
+static __thread int client_fd = -1;
+
+int server_client_fd(void)
+{
+	return client_fd;
+}
+
+void server_set_client_fd(int fd)
+{
+	client_fd = fd;
+}
+
 static int listen_fd = -1;
 static char sock_path[108];
 
@@ -149,7 +161,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		}
 	}
 	memset(&rs, 0, sizeof(rs));
+	client_fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD)->connect_fd;
 	api_handle(&rq, &rs);
+	client_fd = -1;
 	json_decref(rq.body);
 	return send_resp(c, &rs);
 }

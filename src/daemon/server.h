@@ -13,4 +13,12 @@
 int server_start(const char *path);
 void server_stop(void);
 
+/*
+ * The connection of the request this thread is handling (-1: none). Long
+ * operations watch it: the client hanging up (Ctrl-C) cancels them.
+ */
+int server_client_fd(void);
+/* Watch FD as this thread's client (a worker thread acting for a request). */
+void server_set_client_fd(int fd);
+
 #endif
