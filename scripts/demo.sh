@@ -21,6 +21,8 @@ make install >/dev/null
 # running across a daemon restart and are re-adopted).
 stasis daemon stop >/dev/null 2>&1 || true
 run stasis daemon start
+# How CRIU runs on this host (probed: some hosts never deliver ptrace breakpoint traps).
+say "stasis check | grep breakpoints"; stasis check | grep breakpoints || true
 stasis rm --force "$JOB" >/dev/null 2>&1 || true
 rm -rf "$CKPT" && mkdir -p "$WORK"
 cp examples/train.py "$WORK/"
