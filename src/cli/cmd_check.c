@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "hwbp.h"
 
 static void usage(FILE *f)
 {
@@ -44,6 +45,16 @@ static int local_checks(bool as_json)
 	printf("%s  criu: %s%s\n", access(criu, X_OK) ? "MISSING" : "ok     ", criu,
 	       access(criu, X_OK) ? " not found (scripts/setup.sh installs it)" : "");
 	printf("%s  streamer: %s\n", access(path, X_OK) ? "MISSING" : "ok     ", path);
+	{
+		char detail[200];
+		enum hwbp_result r = hwbp_probe(detail, sizeof(detail));
+
+		printf("ok       breakpoints: ptrace hardware breakpoints %s here (%s); the daemon "
+		       "will run CRIU %s\n",
+		       hwbp_result_str(r), detail,
+		       hwbp_criu_needs_fallback(r) ? "in its no-breakpoint mode (CRIU_FAULT=130)"
+		                                   : "with breakpoints");
+	}
 	printf("(criu check and GPU support are checked by the daemon, which is not running)\n");
 	return 1;
 }
