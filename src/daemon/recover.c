@@ -81,6 +81,8 @@ static void record(const struct op_rec *o, const struct job *j, int dfd)
 	c.leave_running = o->leave_running;
 	c.criu_opts = o->criu_opts;
 	c.digest = digest;
+	c.dev = o->dev;
+	c.ino = o->ino;
 	c.created = (int64_t)wall_ms();
 	c.size = ckdir_seal(dfd, j->uid, j->gid);
 	c.stats = "{\"Recovered\":true}";
@@ -125,6 +127,29 @@ static void readopt(const struct job *j)
 	}
 }
 
+/*
+ * The directory the interrupted op worked in, or -1. Its recorded path may lead
+ * elsewhere now (its owner may have swapped a parent for a symlink while CRIU,
+ * which runs as them, was stopped): only the very directory the op locked
+ * (same device and inode, reached without a symlink) is touched again.
+ */
+static int reopen_dir(const struct op_rec *o)
+{
+	struct stat st;
+	int dfd = ckdir_reopen(o->dir, o->dev, o->ino);
+
+	if (dfd >= 0 && !o->ino && (fstat(dfd, &st) || st.st_uid != 0)) {
+		/* Recorded before identities were: act only on a directory still ours. */
+		close(dfd);
+		dfd = -EPERM;
+	}
+	if (dfd < 0)
+		log_warn("job %s: %s is not the directory the interrupted %s worked in (%s); "
+		         "nothing there is changed",
+		         o->job, o->dir, o->op, strerror(-dfd));
+	return dfd;
+}
+
 static void recover_one(const struct op_rec *o)
 {
 	struct job j;
@@ -134,7 +159,7 @@ static void recover_one(const struct op_rec *o)
 	wait_gone(o->helper_pid, o->helper_start, "streamer", o->job);
 	if (db_job_get(o->job, &j))
 		return;
-	dfd = ckdir_open(o->dir);
+	dfd = reopen_dir(o);
 	if (dfd >= 0) {
 		bool complete = ckdir_kind(dfd) == (o->stream ? CK_STREAMED : CK_PLAIN);
 
@@ -147,6 +172,10 @@ static void recover_one(const struct op_rec *o)
 		/* Whatever happened, the directory goes back to the job's owner. */
 		ckdir_unlock(dfd, j.uid, j.gid);
 		close(dfd);
+	} else if (!strcmp(o->op, "dump") && !o->leave_running && proc_is(j.pid, j.start)) {
+		proc_tree_signal(j.pid, SIGCONT); /* unrecorded: the job goes on */
+	} else if (!strcmp(o->op, "restore")) {
+		readopt(&j);
 	}
 	job_free(&j);
 }
