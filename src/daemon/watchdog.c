@@ -8,6 +8,7 @@
  */
 #include "watchdog.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -27,7 +28,6 @@
 #include "util.h"
 
 #define WATCH_TICK_MS 200
-#define TREE_MAX      4096
 
 struct wd_op {
 	char job[JOB_ID_MAX + 1];
@@ -133,57 +133,78 @@ bool watchdog_cancelled(const char *job, char *why, size_t len)
 
 /* ---- activity ---- */
 
-/* utime + stime of PID (ticks) plus its rchar + wchar (bytes). */
-static uint64_t proc_activity(pid_t pid)
+/* Read /proc/PID/NAME into BUF (NUL-terminated); bytes read or <= 0. */
+static ssize_t read_proc(pid_t pid, const char *name, char *buf, size_t len)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long ut = 0, st = 0, v;
-	uint64_t sum = 0;
-	int fd;
+	char path[64];
 	ssize_t n;
+	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
-	n = read_full(fd, buf, sizeof(buf) - 1);
+		return -1;
+	n = read_full(fd, buf, len - 1);
 	close(fd);
-	if (n <= 0)
+	buf[n > 0 ? n : 0] = '\0';
+	return n;
+}
+
+/* PID's process group, and (*CPU) its utime + stime in ticks. */
+static pid_t proc_group(pid_t pid, uint64_t *cpu)
+{
+	unsigned long long ut = 0, st = 0;
+	char buf[1024], *p;
+	int pgrp = 0;
+
+	if (read_proc(pid, "stat", buf, sizeof(buf)) <= 0 || !(p = strrchr(buf, ')')))
 		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	/* After ") ": state(3) ... utime(14) stime(15). */
-	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-	                &st) == 2)
-		sum = ut + st;
-	snprintf(path, sizeof(path), "/proc/%d/io", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return sum;
-	n = read_full(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return sum;
-	buf[n] = '\0';
-	for (p = buf; (p = strchr(p, ':'));)
-		if (sscanf(++p, "%llu", &v) == 1)
-			sum += v; /* rchar, wchar, syscr, syscw, ...: any change is activity */
+	/* After ") ": state(3) ppid(4) pgrp(5) ... utime(14) stime(15). */
+	if (sscanf(p + 2, "%*c %*d %d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pgrp, &ut,
+	           &st) != 3)
+		return 0;
+	*cpu = ut + st;
+	return pgrp;
+}
+
+/* The sum of PID's I/O counters: rchar, wchar, syscr, syscw, ... (any change counts). */
+static uint64_t proc_io(pid_t pid)
+{
+	unsigned long long v;
+	uint64_t sum = 0;
+	char buf[1024], *p;
+
+	if (read_proc(pid, "io", buf, sizeof(buf)) > 0)
+		for (p = buf; (p = strchr(p, ':'));)
+			if (sscanf(++p, "%llu", &v) == 1)
+				sum += v;
 	return sum;
 }
 
-/* The sum of every process's activity in ROOT's tree, with its membership. */
-static uint64_t tree_activity(pid_t root)
+/*
+ * The activity of every process in the process groups of CRIU and the
+ * streamer, with their membership. A group, not a tree: restored tasks are
+ * forked with CLONE_PARENT (--restore-sibling), so they are not CRIU's
+ * children, but they stay in its group while they fill their memory.
+ */
+static uint64_t groups_activity(pid_t g1, pid_t g2)
 {
-	pid_t *pids = malloc(TREE_MAX * sizeof(pid_t));
-	uint64_t sum = 0;
-	size_t n;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	uint64_t sum = 0, cpu = 0;
 
-	if (!pids)
+	if (!d)
 		return 0;
-	n = proc_tree_pids(root, pids, TREE_MAX);
-	for (size_t i = 0; i < n; i++)
-		sum += proc_activity(pids[i]) + (uint64_t)pids[i];
-	free(pids);
+	while ((e = readdir(d))) {
+		pid_t pid = (pid_t)atoi(e->d_name), pg;
+
+		if (pid <= 0)
+			continue;
+		pg = proc_group(pid, &cpu);
+		if (pg > 0 && (pg == g1 || pg == g2))
+			sum += cpu + proc_io(pid) + (uint64_t)pid;
+	}
+	closedir(d);
 	return sum;
 }
 
@@ -198,11 +219,8 @@ static uint64_t log_size(int dfd, const char *name)
 
 static uint64_t activity(const struct watchdog *w)
 {
-	uint64_t a = tree_activity(w->criu) + log_size(w->log_dfd, w->log_name);
-
-	if (w->streamer > 0)
-		a += tree_activity(w->streamer);
-	return a;
+	return groups_activity(w->criu, w->streamer > 0 ? w->streamer : -1) +
+	       log_size(w->log_dfd, w->log_name);
 }
 
 /* ---- ending things ---- */

@@ -4,10 +4,11 @@
  * the operation is cancelled (`stasis kill` during it), or when the client
  * that asked for it goes away (Ctrl-C).
  *
- * Progress is measured, not guessed: the CPU time and I/O bytes of CRIU's
- * whole process tree (restored tasks are its children while they fill their
- * memory), of the streamer, and the size of CRIU's log. A CRIU waiting for a
- * trap that never comes, or stopped dead, moves none of them.
+ * Progress is measured, not guessed: the CPU time and I/O counters of every
+ * process in CRIU's process group (its helpers, and the tasks it restores
+ * while they fill their memory) and the streamer's, and the size of CRIU's
+ * log. A CRIU waiting for a trap that never comes, or stopped dead, moves
+ * none of them.
  *
  * Cut off means: CRIU's and the streamer's process groups get SIGKILL and are
  * reaped; the caller then resumes the job (a tracer's death detaches its
