@@ -733,7 +733,15 @@ static int record_dump(struct op *op, struct dump_req *d, json_t *opts, json_t *
 	                   : d->stream ? 0 : ckdir_digest_kind(op->dfd, false, &digest);
 	if (ret)
 		return fail(op, 500, "record: cannot read back %s: %s", op->dir, strerror(-ret));
-	size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
+	/*
+	 * A migration's window stays root's: it is read again after the dump and
+	 * sent, and its owner must not get a moment to change it (the sender
+	 * frees what it sent, so a digest could not be checked again).
+	 */
+	if (d->leave_stopped)
+		size = ckdir_seal(op->dfd, 0, 0);
+	else
+		size = ckdir_seal(op->dfd, op->job.uid, op->job.gid);
 	op->locked = false;
 
 	snprintf(c.job, sizeof(c.job), "%s", op->job.id);

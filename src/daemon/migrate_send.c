@@ -648,6 +648,26 @@ static json_t *migrate_result(struct tx *t, const struct job *j, struct dump_thr
 	                 (json_int_t)(t_end - d->t0), "total_ms", (json_int_t)(t_end - t0));
 }
 
+/*
+ * The dump left the window root's (record_dump keeps a migration's window from
+ * its owner, who can reach it: the outgoing dir is 0711). Check it still is
+ * before the rest is read, so what the target restores is what the dump wrote.
+ */
+static int secure_window(struct tx *t, struct job *j)
+{
+	struct stat st;
+	int dfd = ckdir_open(t->dir), rc = 0;
+
+	snprintf(t->phase, sizeof(t->phase), "securing the capture window");
+	if (dfd < 0)
+		return tx_fail(t, "cannot open %s", t->dir);
+	if (fstat(dfd, &st) || st.st_uid != 0 || (st.st_mode & 077))
+		rc = tx_fail(t, "%s is not root's alone any more: not sending it for uid %u",
+		             t->dir, j->uid);
+	close(dfd);
+	return rc;
+}
+
 static int migrate_run(struct tx *t, struct job *j, int stream, const char *codec,
                        const char *token, json_t **out, char *err, size_t errlen)
 {
@@ -724,19 +744,8 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 		         d.err, log_kept[0] ? "; CRIU log kept as " : "", log_kept);
 		return d.code;
 	}
-	if (!rc && j->uid != 0) {
-		/* The dump handed the window to the job's owner: take it back before
-		 * the rest is read, so what the target restores as root is what
-		 * the dump wrote. */
-		int dfd = ckdir_open(t->dir);
-
-		snprintf(t->phase, sizeof(t->phase), "securing the capture window");
-		rc = dfd < 0 ? tx_fail(t, "cannot open %s", t->dir)
-		     : ckdir_lock(dfd, t->dir, j->gid, t->err, sizeof(t->err)) ? -1
-		                                                       : 0;
-		if (dfd >= 0)
-			close(dfd);
-	}
+	if (!rc && j->uid != 0)
+		rc = secure_window(t, j);
 	if (!rc) {
 		snprintf(t->phase, sizeof(t->phase), "streaming the rest of the checkpoint");
 		rc = tx_finish(t, j->log);
@@ -835,22 +844,23 @@ int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t 
 
 /* ---- push ---- */
 
-static int push_run(struct tx *t, struct ckpt *c, struct job *j, const char *token, json_t **out,
-                    char *err, size_t errlen)
+/* Send checkpoint C, read from SRC: the locked directory's fd path (push_locked). */
+static int push_run(struct tx *t, struct ckpt *c, const char *src, struct job *j,
+                    const char *token, json_t **out, char *err, size_t errlen)
 {
 	char path[PATH_MAX + 256];
 	json_t *ans = NULL, *rec;
 	struct manifest m;
 	uint64_t t0 = now_ms();
 
-	if (manifest_load(c->dir, &m, err, errlen))
+	if (manifest_load(src, &m, err, errlen))
 		return 409;
-	snprintf(t->dir, sizeof(t->dir), "%s", c->dir);
+	snprintf(t->dir, sizeof(t->dir), "%s", src);
 	if (tx_open_conn(t, "push", j, token, NULL))
 		goto fail;
 	snprintf(t->phase, sizeof(t->phase), "sending the checkpoint");
 	for (size_t k = 0; k < m.nshards; k++) {
-		snprintf(path, sizeof(path), "%s/%s", c->dir, m.shards[k].name);
+		snprintf(path, sizeof(path), "%s/%s", src, m.shards[k].name);
 		if (tx_whole(t, m.shards[k].name, path))
 			goto fail;
 	}
@@ -895,7 +905,10 @@ static int push_locked(struct tx *t, struct ckpt *c, struct job *j, const char *
 	}
 	if (ckdir_lock(dfd, c->dir, j->gid, err, errlen)) {
 		code = 409;
-	} else if (!c->digest || !c->digest[0] || ckdir_verify(dfd, c->digest, err, errlen)) {
+	} else if (c->digest && c->digest[0] ? ckdir_verify(dfd, c->digest, err, errlen) != 0
+	                                      : j->uid != 0) {
+		/* Root's streamed checkpoints carry no digest: the target checks
+		 * every chunk against the manifest, in root's own directory. */
 		char why[512];
 
 		snprintf(why, sizeof(why), "%s", c->digest && c->digest[0] ? err : "no digest");
@@ -903,8 +916,12 @@ static int push_locked(struct tx *t, struct ckpt *c, struct job *j, const char *
 		         c->dir, why);
 		code = 409;
 	} else {
+		char src[64];
+
+		/* What was verified through DFD is what is sent: never the path again. */
+		snprintf(src, sizeof(src), "/proc/self/fd/%d", dfd);
 		t->to = to;
-		code = push_run(t, c, j, token, out, err, errlen);
+		code = push_run(t, c, src, j, token, out, err, errlen);
 	}
 	ckdir_unlock(dfd, j->uid, j->gid);
 	close(dfd);
@@ -941,11 +958,9 @@ int migrate_push(const struct creds *caller, json_t *req, json_t **out, char *er
 		         "with --stream N)",
 		         real);
 		code = 400;
-	} else if (j.uid != 0) {
-		code = push_locked(&t, &c, &j, to, token, out, err, errlen);
 	} else {
-		t.to = to;
-		code = push_run(&t, &c, &j, token, out, err, errlen);
+		/* Root's too: sent from the directory recorded, held by fd. */
+		code = push_locked(&t, &c, &j, to, token, out, err, errlen);
 	}
 	tx_free(&t);
 	ckpt_free(&c);
