@@ -25,6 +25,7 @@ PACKAGES=(
 	libcap-dev libbsd-dev libnftables-dev uuid-dev libaio-dev
 	python3 lz4 zstd util-linux iproute2 sqlite3 procps psmisc gnuplot-nox
 	valgrind libclang-rt-14-dev xz-utils
+	slurm-wlm slurmctld slurmd slurm-client munge libslurm-dev
 )
 
 install_packages() {

@@ -23,6 +23,9 @@
 #   host_stasis NAME ARGS...           the CLI inside NAME
 #   host_pid_base NAME N               next PIDs in NAME start above N
 #   host_ip NAME / host_init NAME      its address / its PID 1 as seen from outside
+#   hosts_bridge HUB HOST...           a bridge in HUB joining HUB and every HOST (a
+#                                      small network of several hosts, like a switch)
+#   host_mount NAME SRC DST            bind SRC over DST in NAME's mount namespace only
 #   hosts_down                         kill every host (registered with at_exit)
 #   migration_pair, job_pid, job_status  the setup and queries of t_migrate_*.sh
 # Everything about a host lives in $T/hosts/NAME (daemon.log, lib/, ...).
@@ -111,6 +114,27 @@ hosts_link() {
 	host_exec "$b" ip addr add "$(host_ip "$b")/24" dev "$b-$a"
 	host_link_up "$a" "$b"
 }
+
+# hosts_bridge HUB HOST...: one network for all of them. HUB holds a bridge
+# (its own address on it); each HOST gets a veth pair whose HUB end is a port
+# of the bridge, so every host reaches every other one, as on a switch.
+hosts_bridge() {
+	local hub=$1 h
+	shift
+	host_exec "$hub" ip link add br0 type bridge || die "bridge in $hub"
+	host_exec "$hub" ip addr add "$(host_ip "$hub")/24" dev br0
+	host_exec "$hub" ip link set br0 up
+	for h in "$@"; do
+		nsenter -t "$(host_init "$hub")" -n ip link add "$hub-$h" type veth peer name \
+			"$h-$hub" netns "$(host_init "$h")" || die "veth between $hub and $h"
+		host_exec "$hub" ip link set "$hub-$h" master br0
+		host_exec "$h" ip addr add "$(host_ip "$h")/24" dev "$h-$hub"
+		host_link_up "$hub" "$h"
+	done
+}
+
+# host_mount NAME SRC DST: DST shows SRC inside NAME only (e.g. a node's own spool).
+host_mount() { host_exec "$1" mount --bind "$2" "$3"; }
 
 # host_link_up A B / host_link_down A B: A's end of the A-B link (interface "A-B").
 host_link_up() { host_exec "$1" ip link set "$1-$2" up && host_exec "$2" ip link set "$2-$1" up; }
