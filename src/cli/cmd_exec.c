@@ -10,7 +10,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis exec [-i ID] [-w DIR] [-e KEY=VALUE]... [--gpu-enabled] [--json]\n"
+	fprintf(f, "usage: stasis exec [-i ID] [-w DIR] [-e KEY=VALUE]... [--gpu-enabled] [--pid-ns]\n"
+	           "                   [--json]\n"
 	           "                   [--] COMMAND... [--gpu-enabled] [--json]\n"
 	           "\n"
 	           "Runs COMMAND as you (your uid, gid and groups), in DIR (default: the current\n"
@@ -33,6 +34,10 @@ static void usage(FILE *f)
 	           "  -w, --workdir DIR    working directory\n"
 	           "  -e, --env KEY=VALUE  add to the job's environment (repeatable)\n"
 	           "      --gpu-enabled    the job uses an NVIDIA GPU (checkpointed with it)\n"
+	           "      --pid-ns         run the job as PID 1 of a PID namespace of its own\n"
+	           "                       (with its own /proc): it restores whatever PIDs are\n"
+	           "                       in use, any number of times (restore --as); its host\n"
+	           "                       PID changes on each restore. See docs/pidns.md\n"
 	           "      --json           print the job record as JSON\n");
 }
 
@@ -95,13 +100,14 @@ int cmd_exec(int argc, char **argv)
 	        {"workdir", required_argument, NULL, 'w'},
 	        {"env", required_argument, NULL, 'e'},
 	        {"gpu-enabled", no_argument, NULL, 'g'},
+	        {"pid-ns", no_argument, NULL, 'p'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
 	const char *id = NULL, *wd = ".", *path = getenv("PATH");
 	json_t *env = json_array(), *req;
-	bool gpu = false, as_json = false;
+	bool gpu = false, as_json = false, pidns = false;
 	char *cmd, *wd_abs;
 	struct reply r;
 	int c, ret, last = 1, end;
@@ -124,6 +130,9 @@ int cmd_exec(int argc, char **argv)
 			break;
 		case 'g':
 			gpu = true;
+			break;
+		case 'p':
+			pidns = true;
 			break;
 		case 'j':
 			as_json = true;
@@ -151,6 +160,8 @@ int cmd_exec(int argc, char **argv)
 	                gpu);
 	if (id)
 		json_object_set_new(req, "id", json_string(id));
+	if (pidns)
+		json_object_set_new(req, "pid_ns", json_true());
 	if (path)
 		json_object_set_new(req, "path", json_string(path));
 	ret = api("POST", "/v1/jobs", req, &r);

@@ -13,7 +13,10 @@ static void usage(FILE *f)
 	           "\n"
 	           "Lists your jobs (root: everyone's) with their live status:\n"
 	           "JOB_RUNNING, JOB_DONE(exit code, ? if unknown), JOB_KILLED (by a signal, or\n"
-	           "stopped by a dump), JOB_FAILED.\n");
+	           "stopped by a dump), JOB_FAILED.\n"
+	           "PID is the job's top process on this host; NS PID, for a job in a PID\n"
+	           "namespace of its own (exec --pid-ns), its PID inside it (1), else -.\n"
+	           "--json gives both as \"pid\" and \"ns_pid\".\n");
 }
 
 /* STATUS column: JOB_DONE carries the exit code. */
@@ -79,19 +82,22 @@ int cmd_ps(int argc, char **argv)
 		l = ck ? (int)strlen(ck) : 1;
 		w_ck = l > w_ck ? l : w_ck;
 	}
-	printf("%-*s  %-7s  %-7s  %-12s  %-*s  %s\n", w_id, "JOB ID", "TYPE", "PID", "STATUS", w_ck,
-	       "CHECKPOINT", "GPU?");
+	printf("%-*s  %-7s  %-7s  %-12s  %-*s  %-5s  %s\n", w_id, "JOB ID", "TYPE", "PID", "STATUS",
+	       w_ck, "CHECKPOINT", "GPU?", "NS PID");
 	json_array_foreach(jobs, i, j)
 	{
 		const char *ck = json_string_value(json_object_get(j, "checkpoint"));
-		char st[32];
+		json_t *nspid = json_object_get(j, "ns_pid");
+		char st[32], ns[24] = "-";
 
 		status_text(j, st, sizeof(st));
-		printf("%-*s  %-7s  %-7lld  %-12s  %-*s  %s\n", w_id,
+		if (json_is_integer(nspid))
+			snprintf(ns, sizeof(ns), "%lld", json_integer_value(nspid));
+		printf("%-*s  %-7s  %-7lld  %-12s  %-*s  %-5s  %s\n", w_id,
 		       json_string_value(json_object_get(j, "id")),
 		       json_string_value(json_object_get(j, "type")),
 		       json_integer_value(json_object_get(j, "pid")), st, w_ck, ck ? ck : "-",
-		       json_is_true(json_object_get(j, "gpu")) ? "true" : "false");
+		       json_is_true(json_object_get(j, "gpu")) ? "true" : "false", ns);
 	}
 	reply_free(&r);
 	return 0;

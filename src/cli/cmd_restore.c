@@ -11,7 +11,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--timeout S] [--json]\n"
+	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--as NEWID] [--timeout S]\n"
+	           "                          [--json]\n"
 	           "\n"
 	           "Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
 	           "read from the files; --stream N, if given, must match the shard count.\n"
@@ -23,7 +24,12 @@ static void usage(FILE *f)
 	           "\n"
 	           "--timeout S cuts the restore off when it makes no progress for S seconds\n"
 	           "(default: the daemon's, 60; 0: never); Ctrl-C cancels it. Either way the\n"
-	           "job and its checkpoint stay as they were.\n");
+	           "job and its checkpoint stay as they were.\n"
+	           "\n"
+	           "--as NEWID restores the checkpoint as a new job NEWID (a clone, with its own\n"
+	           "log), leaving job ID, its record and its checkpoints alone; ID may be\n"
+	           "running. A job started with --pid-ns can be cloned any number of times at\n"
+	           "once; any other needs its old PIDs free (docs/pidns.md).\n");
 }
 
 int cmd_restore(int argc, char **argv)
@@ -32,11 +38,13 @@ int cmd_restore(int argc, char **argv)
 	        {"dir", required_argument, NULL, 'd'},
 	        {"stream", required_argument, NULL, 's'},
 	        {"timeout", required_argument, NULL, 'W'},
+	        {"as", required_argument, NULL, 'a'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
 	char id[256];
+	const char *as = NULL;
 	json_t *req = json_object();
 	bool as_json = false;
 	char path[512], *dabs;
@@ -58,6 +66,10 @@ int cmd_restore(int argc, char **argv)
 			if (parse_timeout_arg(optarg, req))
 				return 2;
 			break;
+		case 'a':
+			as = optarg;
+			json_object_set_new(req, "as", json_string(optarg));
+			break;
 		case 'j':
 			as_json = true;
 			break;
@@ -77,15 +89,20 @@ int cmd_restore(int argc, char **argv)
 		return ret;
 	}
 	job_path(path, sizeof(path), id, "/restore");
-	ret = api_with_progress(id, !as_json, path, req, &r);
+	/* A clone's progress is its own job's. */
+	ret = api_with_progress(as ? as : id, !as_json, path, req, &r);
 	if (!ret) {
 		if (as_json) {
 			print_json(r.json);
 		} else {
-			char head[32];
+			char head[128];
 
-			snprintf(head, sizeof(head), "PID=%lld",
-			         json_integer_value(json_object_get(r.json, "pid")));
+			if (as)
+				snprintf(head, sizeof(head), "JobID=%.64s PID=%lld", as,
+				         json_integer_value(json_object_get(r.json, "pid")));
+			else
+				snprintf(head, sizeof(head), "PID=%lld",
+				         json_integer_value(json_object_get(r.json, "pid")));
 			print_success(head, r.json);
 		}
 	}

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "clone.h"
 #include "db.h"
 #include "gpu.h"
 #include "hostprobe.h"
@@ -361,7 +362,7 @@ static void h_ckpt_op(const struct api_req *rq, struct api_resp *rs, const char 
 		return;
 	}
 	code = dump ? ckpt_dump(rq->caller, id, rq->body, &out, err, sizeof(err))
-	            : ckpt_restore(rq->caller, id, rq->body, &out, err, sizeof(err));
+	            : clone_or_restore(rq->caller, id, rq->body, &out, err, sizeof(err));
 	if (code >= 300)
 		reply_err(rs, code, "%s", err);
 	else

@@ -39,6 +39,7 @@
 #include "gpu.h"
 #include "hostprobe.h"
 #include "jobs.h"
+#include "pidns.h"
 #include "log.h"
 #include "progress.h"
 #include "server.h"
@@ -115,6 +116,9 @@ struct op {
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms; /* GPU job: "GPUDuration" (docs/gpu.md) */
 	int timeout_s;        /* watchdog bound without progress; 0: none */
+	const char *origin;   /* restore as a clone (clone.h): the job whose checkpoint it is */
+	int inh_fd;           /* ... and the clone's own log, for --inherit-fd (or 0) */
+	char inh_arg[PATH_MAX + 32];
 	int log_dfd;          /* CRIU's log is LOG_NAME in LOG_DFD (the watchdog reads it) */
 	const char *log_name;
 	bool cut_off;         /* the watchdog killed CRIU (stalled or cancelled) */
@@ -419,10 +423,13 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 
 	if (as_owner) {
 		o.cr = &op->owner;
-		o.criu_caps = op->restoring ? CRIU_CAPS_RESTORE : CRIU_CAPS_DUMP;
+		o.criu_caps = !op->restoring   ? CRIU_CAPS_DUMP
+		              : op->job.pidns ? CRIU_CAPS_RESTORE_NS
+		                              : CRIU_CAPS_RESTORE;
 	}
 	o.keep_fd2 = op->dfd;
 	o.keep_fd = op->wfd; /* restore: CRIU's work dir */
+	o.keep_fd3 = op->inh_fd;
 	op->t_criu = now_ms();
 	ret = spawn(&o, &pid, &phase);
 	if (ret) {
@@ -605,6 +612,8 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 	}
 	if (d->stream)
 		argv[n++] = "--stream";
+	if (op->job.pidns)
+		n = pidns_dump_args(argv, n);
 	if (op->job.gpu && gpu_criu_libdir(cfg.state_dir)) {
 		argv[n++] = "-L"; /* no CRIU plugin joins in: the daemon drives the GPU */
 		argv[n++] = (char *)gpu_criu_libdir(cfg.state_dir);
@@ -975,6 +984,7 @@ out:
 static int pick_checkpoint(struct op *op, const struct creds *caller, const char *dir,
                            struct ckpt *c, bool *recorded)
 {
+	const char *of = op->origin ? op->origin : op->job.id; /* whose checkpoints */
 	struct ckpt *v;
 	int n, ret;
 
@@ -985,9 +995,9 @@ static int pick_checkpoint(struct op *op, const struct creds *caller, const char
 			return 400;
 		if (!db_ckpt_by_dir(op->dir, c)) {
 			*recorded = true;
-			if (strcmp(c->job, op->job.id))
+			if (strcmp(c->job, of))
 				return fail(op, 400, "%s is a checkpoint of job %s, not of %s",
-				            op->dir, c->job, op->job.id);
+				            op->dir, c->job, of);
 		} else if (caller->uid != 0) {
 			return fail(op, 403,
 			            "%s is not a checkpoint that stasisd recorded for job %s: only "
@@ -996,8 +1006,8 @@ static int pick_checkpoint(struct op *op, const struct creds *caller, const char
 		}
 		return 0;
 	}
-	if (db_ckpt_list(op->job.id, &v, &n) || n == 0)
-		return fail(op, 404, "job %s has no checkpoint", op->job.id);
+	if (db_ckpt_list(of, &v, &n) || n == 0)
+		return fail(op, 404, "job %s has no checkpoint", of);
 	*c = v[n - 1];
 	for (int i = 0; i < n - 1; i++)
 		ckpt_free(&v[i]);
@@ -1098,6 +1108,8 @@ static int check_pid(struct op *op, pid_t pid)
 
 	if (!jobs_wait_reaped(op->job.id, 10000))
 		return fail(op, 409, "the job's old process %d has not been reaped yet", pid);
+	if (op->job.pidns)
+		return 0; /* its PIDs are those of a new namespace (pidns.h) */
 	while (pid_in_use(pid, who, sizeof(who))) {
 		if (now_ms() >= deadline)
 			return fail(op, 409,
@@ -1276,6 +1288,8 @@ static void reap_failed_restore(pid_t pid)
 	char path[64];
 	uint64_t deadline = now_ms() + 3000;
 
+	if (pid <= 0)
+		return; /* a job in its own PID namespace: its old host PID means nothing */
 	snprintf(path, sizeof(path), "/proc/%d", pid);
 	while (!access(path, F_OK) && now_ms() < deadline) {
 		pid_t r = waitpid(pid, NULL, WNOHANG);
@@ -1369,12 +1383,42 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	}
 	if (streamed)
 		argv[n++] = "--stream";
+	if (op->job.pidns)
+		n = pidns_restore_args(argv, n);
+	if (op->inh_fd > 2) {
+		argv[n++] = "--inherit-fd";
+		argv[n++] = op->inh_arg;
+	}
 	if (op->job.gpu && gpu_criu_libdir(cfg.state_dir)) {
 		argv[n++] = "-L"; /* no CRIU plugin joins in: the daemon drives the GPU */
 		argv[n++] = (char *)gpu_criu_libdir(cfg.state_dir);
 	}
 	argv[n] = NULL;
 	json_decref(opts);
+}
+
+/*
+ * A clone writes to its own log, not to the one the images name (the log of
+ * the job that was dumped): CRIU is handed the clone's log, opened append-only
+ * as the job's own is, in place of that file (--inherit-fd, keyed by the path
+ * recorded in the images, without its leading '/').
+ */
+static int clone_log(struct op *op, const struct ckpt *c)
+{
+	struct job src;
+
+	if (db_job_get(c->job[0] ? c->job : op->origin, &src))
+		return fail(op, 404, "no such job: %s", c->job[0] ? c->job : op->origin);
+	op->inh_fd = open(op->job.log, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	if (op->inh_fd < 0) {
+		job_free(&src);
+		op->inh_fd = 0;
+		return fail(op, 500, "prepare: cannot open %s: %s", op->job.log, strerror(errno));
+	}
+	snprintf(op->inh_arg, sizeof(op->inh_arg), "fd[%d]:%s", op->inh_fd,
+	         src.log[0] == '/' ? src.log + 1 : src.log);
+	job_free(&src);
+	return 0;
 }
 
 /* GPU job, before CRIU: this host must have the checkpoint's GPUs (or a remap). */
@@ -1430,10 +1474,10 @@ static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int 
 	return 0;
 }
 
-int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
-                 size_t errlen)
+static int restore_job(const struct creds *caller, const char *id, const char *origin,
+                       json_t *req, json_t **out, char *err, size_t errlen)
 {
-	struct op op = {.err = err, .errlen = errlen};
+	struct op op = {.err = err, .errlen = errlen, .origin = origin};
 	struct ckpt c = {0};
 	const char *dir = NULL;
 	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
@@ -1455,6 +1499,8 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		            op.job.pid);
 	if (!code)
 		code = pick_checkpoint(&op, caller, dir, &c, &recorded);
+	if (!code && origin)
+		code = clone_log(&op, &c);
 	if (!code)
 		code = check_checkpoint(&op, &c, recorded, stream, &streamed);
 	if (!code)
@@ -1492,7 +1538,7 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 
 		code = 500;
 		if (op.cut_off) {
-			reap_failed_restore(recorded ? c.pid : op.job.pid);
+			reap_failed_restore(op.job.pidns ? 0 : recorded ? c.pid : op.job.pid);
 			copy_restore_log(&op, work);
 			snprintf(err + used, errlen - used,
 			         "; CRIU log: %s/restore.log; the job and its checkpoint are "
@@ -1502,10 +1548,16 @@ int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t
 		goto out;
 	}
 	copy_restore_log(&op, work);
+	if (op.job.pidns && op.as_owner) {
+		char lpath[PATH_MAX + 64];
+
+		snprintf(lpath, sizeof(lpath), "%s/restore.log", work);
+		pidns_restore_cleanup(lpath, op.job.uid);
+	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
 		char why[512] = "";
 
-		reap_failed_restore(recorded ? c.pid : op.job.pid);
+		reap_failed_restore(op.job.pidns ? 0 : recorded ? c.pid : op.job.pid);
 		if (streamed)
 			streamer_error(&op, "serve", why, sizeof(why));
 		status_str(status, desc, sizeof(desc));
@@ -1529,6 +1581,20 @@ out:
 	ckpt_free(&c);
 	if (op.wfd >= 0)
 		close(op.wfd);
+	if (op.inh_fd > 2)
+		close(op.inh_fd);
 	op_end(&op);
 	return code;
+}
+
+int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+                 size_t errlen)
+{
+	return restore_job(caller, id, NULL, req, out, err, errlen);
+}
+
+int ckpt_restore_clone(const struct creds *caller, const char *id, const char *origin,
+                       json_t *req, json_t **out, char *err, size_t errlen)
+{
+	return restore_job(caller, id, origin, req, out, err, errlen);
 }

@@ -31,5 +31,12 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
               size_t errlen);
 int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
                  size_t errlen);
+/*
+ * Restore a checkpoint of job ORIGIN (its latest, or req's "dir") as job ID,
+ * whose record (clone.h) exists and is not running: as ckpt_restore, but the
+ * restored processes write to ID's log instead of the log the images name.
+ */
+int ckpt_restore_clone(const struct creds *caller, const char *id, const char *origin,
+                       json_t *req, json_t **out, char *err, size_t errlen);
 
 #endif

@@ -44,6 +44,7 @@ static const char *const added_columns[] = {
         "ALTER TABLE checkpoints ADD COLUMN ino INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE ops ADD COLUMN dev INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE ops ADD COLUMN ino INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN pidns INTEGER NOT NULL DEFAULT 0",
 };
 
 static void add_columns(void)
@@ -163,7 +164,7 @@ void ckpt_free(struct ckpt *c)
 
 #define JOB_COLS                                                                                   \
 	"id, uid, gid, groups, cmd, workdir, env, log, gpu, pid, start, state, exit_code,"         \
-	" signal, checkpoint, created, updated"
+	" signal, checkpoint, created, updated, pidns"
 
 static void job_row(sqlite3_stmt *st, struct job *j)
 {
@@ -185,6 +186,7 @@ static void job_row(sqlite3_stmt *st, struct job *j)
 	j->checkpoint = col_dup(st, 14);
 	j->created = sqlite3_column_int64(st, 15);
 	j->updated = sqlite3_column_int64(st, 16);
+	j->pidns = sqlite3_column_int(st, 17);
 }
 
 int db_job_get(const char *id, struct job *j)
@@ -204,7 +206,7 @@ int db_job_get(const char *id, struct job *j)
 int db_job_insert(const struct job *j)
 {
 	sqlite3_stmt *st =
-	        prep("INSERT INTO jobs (" JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	        prep("INSERT INTO jobs (" JOB_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 
 	if (!st)
 		return -EIO;
@@ -225,6 +227,7 @@ int db_job_insert(const struct job *j)
 	bind_text(st, 15, j->checkpoint);
 	sqlite3_bind_int64(st, 16, j->created);
 	sqlite3_bind_int64(st, 17, j->updated);
+	sqlite3_bind_int(st, 18, j->pidns);
 	return run(st);
 }
 
@@ -513,14 +516,15 @@ json_t *job_to_json(const struct job *j)
 {
 	return json_pack(
 	        "{s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:o, s:s, s:b, s:i, s:I, s:s,"
-	        " s:o, s:o, s:s?, s:I, s:I}",
+	        " s:o, s:o, s:s?, s:I, s:I, s:b}",
 	        "id", j->id, "type", "process", "uid", (json_int_t)j->uid, "gid",
 	        (json_int_t)j->gid, "groups", json_or_null(j->groups), "cmd", j->cmd, "workdir",
 	        j->workdir, "env", json_or_null(j->env), "log", j->log, "gpu", j->gpu, "pid",
 	        j->pid, "start_time", (json_int_t)j->start, "state", j->state, "exit_code",
 	        j->exit_code >= 0 ? json_integer(j->exit_code) : json_null(), "signal",
 	        j->signal ? json_integer(j->signal) : json_null(), "checkpoint", j->checkpoint,
-	        "created_ms", (json_int_t)j->created, "updated_ms", (json_int_t)j->updated);
+	        "created_ms", (json_int_t)j->created, "updated_ms", (json_int_t)j->updated,
+	        "pid_ns", j->pidns);
 }
 
 json_t *ckpt_to_json(const struct ckpt *c)

@@ -40,6 +40,7 @@ struct job {
 	char *checkpoint; /* latest checkpoint dir, or NULL */
 	int64_t created;  /* wall ms */
 	int64_t updated;
+	bool pidns; /* PID 1 of a PID namespace of its own (pidns.h) */
 };
 
 struct ckpt {

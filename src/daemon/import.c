@@ -74,6 +74,7 @@ static int job_from(json_t *o, struct job *j)
 	j->env = json_text(env, true);
 	j->log = strdup(log);
 	j->gpu = gpu;
+	j->pidns = json_is_true(json_object_get(o, "pid_ns")); /* pidns.h */
 	j->pid = pid;
 	j->start = (uint64_t)start;
 	snprintf(j->state, sizeof(j->state), "%s", ST_KILLED);

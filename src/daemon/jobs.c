@@ -24,6 +24,7 @@
 #include "jobgroup.h"
 #include "log.h"
 #include "migrate.h"
+#include "pidns.h"
 #include "util.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -300,6 +301,11 @@ json_t *job_json(const struct job *j)
 	/* Same rule as at exec: tells whether the job's PID is sh's or the program's. */
 	json_object_set_new(o, "shell", json_boolean(j->cmd && cmd_split(j->cmd, &words) == 0));
 	free(words);
+	/* The top process's PID inside its namespace (1), next to its host "pid". */
+	if (j->pidns && proc_is(j->pid, j->start))
+		json_object_set_new(o, "ns_pid", json_integer(pidns_inner_pid(j->pid)));
+	else if (j->pidns)
+		json_object_set_new(o, "ns_pid", json_null());
 	return o;
 }
 
@@ -380,7 +386,7 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
                       const char **path, char *err, size_t errlen)
 {
 	const char *id = NULL, *cmd = NULL, *wd = NULL;
-	int gpu = 0;
+	int gpu = 0, pidns = 0;
 	size_t i;
 	json_t *v, *groups;
 
@@ -389,6 +395,10 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 	if (json_unpack(req, "{s?s, s:s, s:s, s?o, s?b, s?s}", "id", &id, "cmd", &cmd, "workdir",
 	                &wd, "env", env, "gpu", &gpu, "path", path)) {
 		snprintf(err, errlen, "exec needs \"cmd\" and \"workdir\" strings");
+		return 400;
+	}
+	if (json_unpack(req, "{s?b}", "pid_ns", &pidns)) {
+		snprintf(err, errlen, "\"pid_ns\" is a boolean");
 		return 400;
 	}
 	if (id && !job_id_valid(id)) {
@@ -454,6 +464,7 @@ static int parse_exec(const struct creds *caller, json_t *req, struct job *j, js
 		json_decref(none);
 	}
 	j->gpu = gpu;
+	j->pidns = pidns;
 	return 0;
 }
 
@@ -511,6 +522,8 @@ static int start_job(const struct creds *caller, struct job *j, json_t *env, con
 		o.search_path = true;
 	}
 	o.cgroup_fd = jobgroup_procs_fd(j->id);
+	o.new_pidns = j->pidns;
+	o.ns_output = j->log;
 	ret = spawn(&o, &j->pid, &phase);
 	close(fd);
 	if (o.cgroup_fd >= 0)

@@ -431,6 +431,8 @@ static int job_from_json(json_t *o, struct job *j)
 	j->env = json_dumps(env && json_is_array(env) ? env : json_array(), JSON_COMPACT);
 	j->log = strdup(log);
 	j->gpu = gpu;
+	/* A job in its own PID namespace is restored as one here too (pidns.h). */
+	j->pidns = json_is_true(json_object_get(o, "pid_ns"));
 	j->pid = pid;
 	j->start = (uint64_t)start;
 	snprintf(j->state, sizeof(j->state), "%s", ST_KILLED);

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pidns.h"
 #include "util.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -69,6 +70,12 @@ static const int criu_restore_caps[] = {
         CAP_CHECKPOINT_RESTORE,
         CAP_SYS_PTRACE,
         CAP_SETPCAP,
+};
+
+/* The same for a job in its own PID namespace (docs/pidns.md): the namespaces
+ * and the job's mounts are made by the owner's CRIU. */
+static const int criu_restore_ns_caps[] = {
+        CAP_CHECKPOINT_RESTORE, CAP_SYS_PTRACE, CAP_SETPCAP, CAP_SYS_ADMIN, CAP_SYS_CHROOT,
 };
 
 static const char *const phases[] = {
@@ -126,9 +133,12 @@ static int raise_criu_caps(int which, int *phase)
 {
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2];
-	const int *caps = which == CRIU_CAPS_RESTORE ? criu_restore_caps : criu_caps;
-	size_t n = which == CRIU_CAPS_RESTORE ? ARRAY_SIZE(criu_restore_caps)
-	                                      : ARRAY_SIZE(criu_caps);
+	const int *caps = which == CRIU_CAPS_RESTORE      ? criu_restore_caps
+	                  : which == CRIU_CAPS_RESTORE_NS ? criu_restore_ns_caps
+	                                                  : criu_caps;
+	size_t n = which == CRIU_CAPS_RESTORE      ? ARRAY_SIZE(criu_restore_caps)
+	           : which == CRIU_CAPS_RESTORE_NS ? ARRAY_SIZE(criu_restore_ns_caps)
+	                                           : ARRAY_SIZE(criu_caps);
 
 	memset(data, 0, sizeof(data));
 	for (size_t i = 0; i < n; i++) {
@@ -165,10 +175,17 @@ static int place_fd(int fd, int target, int *phase)
 
 static int child_setup(const struct spawn_opts *o, int *phase)
 {
-	int in, out, err, ret;
+	int in, out, err, ret, nsout = -1;
 
 	*phase = PH_SETUP;
 	reset_signals();
+	if (o->new_pidns) {
+		if ((ret = pidns_child_setup()))
+			return ret;
+		nsout = open(o->ns_output, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+		if (nsout < 0)
+			return -errno;
+	}
 	if (o->cgroup_fd > 2 && write(o->cgroup_fd, "0", 1) != 1) {
 		/* Best effort: the job is still found through its session. */
 	}
@@ -181,6 +198,8 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 	in = o->stdin_fd >= 0 ? fcntl(o->stdin_fd, F_DUPFD_CLOEXEC, 10) : -1;
 	out = o->stdout_fd >= 0 ? fcntl(o->stdout_fd, F_DUPFD_CLOEXEC, 10) : -1;
 	err = o->stderr_fd >= 0 ? fcntl(o->stderr_fd, F_DUPFD_CLOEXEC, 10) : out;
+	if (nsout >= 0)
+		out = err = nsout;
 	if ((ret = place_fd(in, 0, phase)) || (ret = place_fd(out, 1, phase)))
 		return ret;
 	if (err < 0 && out < 0)
@@ -194,6 +213,8 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 		fcntl(o->keep_fd, F_SETFD, 0);
 	if (o->keep_fd2 > 2)
 		fcntl(o->keep_fd2, F_SETFD, 0);
+	if (o->keep_fd3 > 2)
+		fcntl(o->keep_fd3, F_SETFD, 0);
 	if (o->cr) {
 		ret = set_ids(o->cr, o->criu_caps != CRIU_CAPS_NONE, phase);
 		if (!ret && o->criu_caps != CRIU_CAPS_NONE)
@@ -226,9 +247,9 @@ int spawn(const struct spawn_opts *o, pid_t *pid, const char **phase)
 	*phase = phases[PH_SETUP];
 	if (pipe2(p, O_CLOEXEC))
 		return -errno;
-	child = fork();
+	child = o->new_pidns ? pidns_fork() : fork();
 	if (child < 0) {
-		ret = -errno;
+		ret = o->new_pidns ? child : -errno;
 		close(p[0]);
 		close(p[1]);
 		return ret;

@@ -27,6 +27,10 @@ enum criu_caps {
 	CRIU_CAPS_NONE = 0,
 	CRIU_CAPS_DUMP = 1,    /* criu dump --unprivileged of the user's own tree */
 	CRIU_CAPS_RESTORE = 2, /* criu restore --unprivileged: no DAC or setid rights */
+	/* ... of a job in its own PID namespace (pidns.h): CRIU creates the PID and
+	 * mount namespaces and binds the host's mounts, which needs
+	 * CAP_SYS_ADMIN, and setns() into them, which needs CAP_SYS_CHROOT too */
+	CRIU_CAPS_RESTORE_NS = 3,
 };
 
 /* How spawn() sets up the child. */
@@ -48,6 +52,12 @@ struct spawn_opts {
 	int cgroup_fd; /* > 2: a cgroup.procs the child joins while still root */
 	bool new_pgroup;        /* setpgid(0, 0): killable as a group (CRIU, the streamer) */
 	mode_t umask;
+	int keep_fd3; /* a third one kept (only if > 2) */
+	/* The child is PID 1 of a new PID and mount namespace (pidns.h); its
+	 * stdout and stderr are then NS_OUTPUT, opened (O_WRONLY|O_APPEND) inside
+	 * that mount namespace, where CRIU can find its mount, not stdout_fd. */
+	bool new_pidns;
+	const char *ns_output;
 };
 
 /*
