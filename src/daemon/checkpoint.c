@@ -358,7 +358,7 @@ static int parse_timeout(struct op *op, json_t *req)
 {
 	json_t *t = req ? json_object_get(req, "timeout") : NULL;
 
-	if (!t)
+	if (!t || json_is_null(t)) /* null: not given (a migration passes it on as is) */
 		return 0;
 	if (!json_is_integer(t) || json_integer_value(t) < 0 || json_integer_value(t) > 86400)
 		return fail(op, 400, "\"timeout\" takes 0..86400 seconds (0: no bound)");

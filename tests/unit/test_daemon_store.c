@@ -301,7 +301,7 @@ TEST(ckdir_digest_fast_kind_verifies)
 	close(dfd);
 }
 
-TEST(ckdir_lock_refuses_open_files_and_links)
+TEST(ckdir_lock_refuses_writers_and_links)
 {
 	char dir[128], path[192], link_path[192], err[512];
 	struct stat st;
@@ -312,30 +312,33 @@ TEST(ckdir_lock_refuses_open_files_and_links)
 	mkdir(dir, 0755);
 	dfd = ckdir_open(dir);
 	put(dfd, "pages-1.img", "p");
-	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), 0);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, 1000, err, sizeof(err)), 0);
 	fstat(dfd, &st);
-	CHECK(st.st_uid == 0 && (st.st_mode & 0777) == 0700);
+	CHECK(st.st_uid == 0 && st.st_gid == 1000 && (st.st_mode & 0777) == 0750);
 	ckdir_unlock(dfd, 1000, 1000);
 	fstat(dfd, &st);
 	CHECK(st.st_uid == 1000 && (st.st_mode & 0777) == 0700);
-	/* Another process holding a file open could change it after our checks. */
+	/* A reader cannot change what was verified; a writer could. */
 	snprintf(path, sizeof(path), "%s/pages-1.img", dir);
 	holder = fork();
 	if (holder == 0) {
-		if (open(path, O_RDONLY) >= 0)
+		if (open(path, O_RDWR) >= 0)
 			pause();
 		_exit(0);
 	}
 	usleep(200000);
-	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), -EBUSY);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, 0, err, sizeof(err)), -EBUSY);
 	CHECK(strstr(err, "in use") != NULL);
+	ckdir_unlock(dfd, 0, 0);
 	kill(holder, SIGKILL);
 	waitpid(holder, NULL, 0);
-	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), 0);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, 0, err, sizeof(err)), 0);
+	ckdir_unlock(dfd, 0, 0);
 	/* So could a hard link kept elsewhere. */
 	snprintf(link_path, sizeof(link_path), "%s/elsewhere", tmp);
 	CHECK_EQ_INT(link(path, link_path), 0);
-	CHECK_EQ_INT(ckdir_lock(dfd, dir, err, sizeof(err)), -EMLINK);
+	CHECK_EQ_INT(ckdir_lock(dfd, dir, 0, err, sizeof(err)), -EMLINK);
+	ckdir_unlock(dfd, 0, 0);
 	unlink(link_path);
 	close(dfd);
 }
@@ -359,7 +362,7 @@ int main(void)
 	RUN(db_checkpoints_roundtrip);
 	RUN(ckdir_digest_catches_any_change);
 	RUN(ckdir_digest_fast_kind_verifies);
-	RUN(ckdir_lock_refuses_open_files_and_links);
+	RUN(ckdir_lock_refuses_writers_and_links);
 	ret = unit_report();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
