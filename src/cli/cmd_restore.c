@@ -22,6 +22,12 @@ static void usage(FILE *f)
 	           "not running (not migrated away); when you have none or several, an error\n"
 	           "lists them.\n"
 	           "\n"
+	           "--lazy brings the job back before its memory (CRIU's lazy pages): it runs\n"
+	           "again at once and its pages come in on fault and in the background from\n"
+	           "the checkpoint (a streamed one is extracted to local disk first). Until\n"
+	           "every page is in, the job is killed if the page source fails\n"
+	           "(docs/lazy.md). Root's jobs only.\n"
+	           "\n"
 	           "--timeout S cuts the restore off when it makes no progress for S seconds\n"
 	           "(default: the daemon's, 60; 0: never); Ctrl-C cancels it. Either way the\n"
 	           "job and its checkpoint stay as they were.\n"
@@ -32,12 +38,28 @@ static void usage(FILE *f)
 	           "once; any other needs its old PIDs free (docs/pidns.md).\n");
 }
 
+/* A lazy restore: where the rest of the memory comes from, and how much is in. */
+static void print_lazy(json_t *l)
+{
+	if (!l)
+		return;
+	if (json_is_true(json_object_get(l, "pending")))
+		printf("Lazy pages: served by pid %lld until every page is in (%lld KiB "
+		       "resident at start); log %s\n",
+		       json_integer_value(json_object_get(l, "pid")),
+		       json_integer_value(json_object_get(l, "resident_kb")),
+		       json_string_value(json_object_get(l, "log")));
+	else
+		printf("Lazy pages: every page was in before the job resumed\n");
+}
+
 int cmd_restore(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        {"dir", required_argument, NULL, 'd'},
 	        {"stream", required_argument, NULL, 's'},
 	        {"timeout", required_argument, NULL, 'W'},
+	        {"lazy", no_argument, NULL, 'L'},
 	        {"as", required_argument, NULL, 'a'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
@@ -65,6 +87,9 @@ int cmd_restore(int argc, char **argv)
 		case 'W':
 			if (parse_timeout_arg(optarg, req))
 				return 2;
+			break;
+		case 'L':
+			json_object_set_new(req, "lazy", json_true());
 			break;
 		case 'a':
 			as = optarg;
@@ -104,6 +129,7 @@ int cmd_restore(int argc, char **argv)
 				snprintf(head, sizeof(head), "PID=%lld",
 				         json_integer_value(json_object_get(r.json, "pid")));
 			print_success(head, r.json);
+			print_lazy(json_object_get(r.json, "lazy"));
 		}
 	}
 	reply_free(&r);

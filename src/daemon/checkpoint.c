@@ -40,6 +40,7 @@
 #include "hostprobe.h"
 #include "jobs.h"
 #include "pidns.h"
+#include "lazy.h"
 #include "log.h"
 #include "progress.h"
 #include "server.h"
@@ -113,6 +114,7 @@ struct op {
 	bool stopped;      /* ... and it is stopped now */
 	struct op_rec rec; /* what a daemon after a crash must finish (recover.c) */
 	pid_t streamer;
+	const char *images; /* CRIU's -D when not fdpath: extracted images (lazy.h) */
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms; /* GPU job: "GPUDuration" (docs/gpu.md) */
 	int timeout_s;        /* watchdog bound without progress; 0: none */
@@ -884,6 +886,9 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	code = parse_dump(&op, req, &d);
 	if (!code)
 		code = parse_timeout(&op, req);
+	if (!code && lazy_pending(id))
+		code = fail(&op, 409, "job %s is still getting its memory back from a lazy "
+		            "restore; dump it once that is done", id);
 	if (!code && !job_alive(&op.job))
 		code = fail(&op, 409, "job %s is not running (%s)", id, job_status(&op.job));
 	if (!code)
@@ -1359,7 +1364,7 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	argv[n++] = (char *)cfg.criu;
 	argv[n++] = "restore";
 	argv[n++] = "-D";
-	argv[n++] = op->fdpath;
+	argv[n++] = op->images ? (char *)op->images : op->fdpath;
 	argv[n++] = "-W";
 	argv[n++] = (char *)work;
 	argv[n++] = "-o";
@@ -1418,6 +1423,59 @@ static int clone_log(struct op *op, const struct ckpt *c)
 	snprintf(op->inh_arg, sizeof(op->inh_arg), "fd[%d]:%s", op->inh_fd,
 	         src.log[0] == '/' ? src.log + 1 : src.log);
 	job_free(&src);
+	return 0;
+}
+
+/*
+ * --lazy, before CRIU (lazy.h): a streamed checkpoint is extracted into CRIU's
+ * work dir first (the lazy-pages daemon reads image files, not the streamer's
+ * socket), so CRIU then restores plain images (*STREAMED becomes false); the
+ * lazy-pages daemon is started on the images.
+ */
+static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char *work)
+{
+	if (op->job.gpu)
+		return fail(op, 400, "--lazy does not restore GPU jobs (their memory must be "
+		            "whole before the driver takes it back)");
+	if (op->as_owner)
+		return fail(op, 400, "--lazy restores root's jobs only (docs/lazy.md); restore "
+		            "job %s without --lazy", op->job.id);
+	snprintf(lz->job, sizeof(lz->job), "%s", op->job.id);
+	if (strlen(work) >= sizeof(lz->work))
+		return fail(op, 500, "prepare: %s: path too long", work);
+	memcpy(lz->work, work, strlen(work) + 1);
+	lz->timeout_s = op->timeout_s;
+	if (*streamed && lazy_extract(lz, cfg.streamer, op->fdpath, op->dfd, op->err, op->errlen))
+		return 500;
+	if (*streamed)
+		op->images = lz->images;
+	*streamed = false;
+	if (lazy_start(lz, cfg.criu, op->images ? op->images : op->fdpath, op->dfd, op->err,
+	               op->errlen))
+		return 500;
+	return 0;
+}
+
+static void lazy_argv(char **argv)
+{
+	int n = 0;
+
+	while (argv[n])
+		n++;
+	lazy_restore_args(argv, n);
+}
+
+/* --lazy, once CRIU restored the tree (stopped): let it run under the watch. */
+static int lazy_end(struct op *op, struct lazy *lz, json_t **out)
+{
+	json_t *info = NULL;
+
+	if (lazy_attach(lz, op->job.pid, op->job.start, &info, op->err, op->errlen)) {
+		json_decref(*out);
+		*out = NULL;
+		return 500;
+	}
+	json_object_set_new(*out, "lazy", info);
 	return 0;
 }
 
@@ -1483,13 +1541,16 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
 	bool recorded = false, streamed = false;
 	struct gpu_remap gpu_remap;
-	int code, stream = 0, status, gpu_nprocs = 0;
+	int code, stream = 0, status, gpu_nprocs = 0, lazy = 0;
+	struct lazy lz = {.pidfd = -1};
 
 	code = op_begin(&op, caller, id, "restore");
 	if (code)
 		return code;
-	if (req && json_unpack(req, "{s?s, s?i}", "dir", &dir, "stream", &stream))
-		code = fail(&op, 400, "restore takes \"dir\" (string) and \"stream\" (number)");
+	if (req && json_unpack(req, "{s?s, s?i, s?b}", "dir", &dir, "stream", &stream, "lazy",
+	                      &lazy))
+		code = fail(&op, 400, "restore takes \"dir\" (string), \"stream\" (number) and "
+		                      "\"lazy\" (boolean)");
 	else if (stream < 0 || stream > MAX_SHARDS)
 		code = fail(&op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
 	else if (parse_timeout(&op, req))
@@ -1515,6 +1576,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 		code = gpu_restore_check(&op, &gpu_remap, &gpu_nprocs);
 	if (!code)
 		code = make_workdir(&op, work, sizeof(work));
+	if (!code && lazy)
+		code = lazy_begin(&op, &lz, &streamed, work);
 	if (!code && streamed)
 		code = start_streamer(&op, "serve", 0, NULL, false);
 	if (!code && streamed)
@@ -1525,6 +1588,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	snprintf(wpath, sizeof(wpath), "/proc/self/fd/%d", op.wfd);
 	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", wpath);
 	restore_argv(&op, &c, streamed, wpath, pidfile, argv);
+	if (lazy)
+		lazy_argv(argv);
 	op.restoring = true;
 	snprintf(op.rec.op, sizeof(op.rec.op), "restore");
 	op.rec.stream = streamed;
@@ -1568,6 +1633,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 		goto out;
 	}
 	code = restored(&op, work, out);
+	if (!code && lazy)
+		code = lazy_end(&op, &lz, out);
 	if (!code && op.job.gpu)
 		code = gpu_restore_finish(&op, &gpu_remap, gpu_nprocs, out);
 	if (!code)
@@ -1579,6 +1646,7 @@ out:
 	if (code != 200)
 		log_warn("job %s: restore failed: %s", id, err);
 	ckpt_free(&c);
+	lazy_abort(&lz); /* nothing left to do once lazy_end handed it to its watch */
 	if (op.wfd >= 0)
 		close(op.wfd);
 	if (op.inh_fd > 2)

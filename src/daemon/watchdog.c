@@ -258,6 +258,16 @@ static void kill_and_reap(pid_t pid, int *status)
 
 
 
+uint64_t watchdog_group_activity(pid_t pgid)
+{
+	return groups_activity(pgid, -1);
+}
+
+void watchdog_kill_group(pid_t pgid, int *status)
+{
+	kill_and_reap(pgid, status);
+}
+
 void watchdog_last_line(int dfd, const char *name, char *out, size_t len)
 {
 	char buf[4096], *end, *line;

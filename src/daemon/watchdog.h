@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Default bound on an operation without progress, in seconds (stasisd --op-timeout). */
@@ -60,6 +61,15 @@ struct watchdog {
  * reaped too. WHY gets a sentence: the reason, the bound, CRIU's last log line.
  */
 enum watchdog_end watchdog_wait(const struct watchdog *w, int *status, char *why, size_t len);
+
+/*
+ * A CRIU helper that outlives its operation (the lazy-pages daemon, lazy.h) is
+ * watched by its owner with these: the activity of its process group PGID
+ * (changes while it makes progress), and its end: SIGKILL to its group,
+ * reaped (its wait status into *STATUS when not NULL).
+ */
+uint64_t watchdog_group_activity(pid_t pgid);
+void watchdog_kill_group(pid_t pgid, int *status);
 
 /* The last non-empty line of NAME in DFD (at most LEN-1 bytes), or "". */
 void watchdog_last_line(int dfd, const char *name, char *out, size_t len);

@@ -1,0 +1,534 @@
+/*
+ * lazy.c - lazy (post-copy) restore with CRIU's lazy-pages daemon (see lazy.h).
+ *
+ * Why stasisd holds copies of the daemon's userfaultfds: when the last
+ * reference to a userfaultfd goes, the kernel unregisters its ranges, and a
+ * page that never came is then filled with zeros on the next touch (seen
+ * here: a memhog whose daemon was killed mid-way crashed jumping to address
+ * 0). With a copy still open the kernel keeps the ranges registered and a
+ * fault on a missing page waits for a monitor; the watcher kills the job
+ * while it waits, and only then closes the copies.
+ */
+#include "lazy.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hostprobe.h"
+#include "jobgroup.h"
+#include "log.h"
+#include "proc.h"
+#include "util.h"
+#include "watchdog.h"
+
+#define LAZY_SOCK         "lazy-pages.socket"
+#define LAZY_LOG          "lazy-pages.log"
+#define READY_TIMEOUT_MS  15000
+#define FDS_TIMEOUT_MS    15000
+#define EXTRACT_TIMEOUT   600000
+#define TICK_MS           100
+#define MAX_HELD          ((int)(sizeof(((struct lazy *)0)->held) / sizeof(int)))
+#define TREE_MAX          4096
+
+/* Jobs whose memory is still coming in. */
+struct pending {
+	char job[80];
+	struct pending *next;
+};
+static struct pending *pendings;
+static pthread_mutex_t pend_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void pending_set(const char *job, bool on)
+{
+	struct pending **p, *n;
+
+	pthread_mutex_lock(&pend_lock);
+	for (p = &pendings; *p && strcmp((*p)->job, job); p = &(*p)->next)
+		;
+	if (on && !*p && (n = calloc(1, sizeof(*n)))) {
+		snprintf(n->job, sizeof(n->job), "%s", job);
+		n->next = pendings;
+		pendings = n;
+	} else if (!on && *p) {
+		n = *p;
+		*p = n->next;
+		free(n);
+	}
+	pthread_mutex_unlock(&pend_lock);
+}
+
+bool lazy_pending(const char *job)
+{
+	struct pending *p;
+	bool found = false;
+
+	pthread_mutex_lock(&pend_lock);
+	for (p = pendings; p && !found; p = p->next)
+		found = !strcmp(p->job, job);
+	pthread_mutex_unlock(&pend_lock);
+	return found;
+}
+
+/* Remove DIR and the plain files in it (what `extract` writes: no subdirectories). */
+static void rm_flat_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+	rmdir(dir);
+}
+
+static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
+                 char *err, size_t errlen)
+{
+	char *argv[] = {(char *)streamer, "-D", (char *)src_dir, "extract", lz->images, NULL};
+	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd = -1, .keep_fd2 = keep_fd,
+	                       .umask = 077, .new_pgroup = true};
+	char logpath[4200], desc[64], last[512];
+	const char *phase;
+	int logfd, ret, status = 0;
+	pid_t pid;
+
+	snprintf(lz->images, sizeof(lz->images), "%s/images", lz->work);
+	snprintf(logpath, sizeof(logpath), "%s/extract.log", lz->work);
+	rm_flat_dir(lz->images);
+	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return fail(err, errlen, "lazy: cannot create %s: %s", logpath, strerror(errno));
+	o.stdout_fd = logfd;
+	o.stderr_fd = logfd;
+	ret = spawn(&o, &pid, &phase);
+	close(logfd);
+	if (ret)
+		return fail(err, errlen, "lazy: cannot start %s (%s): %s", streamer, phase,
+		            strerror(-ret));
+	ret = wait_child(pid, &status, EXTRACT_TIMEOUT);
+	if (!ret && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 0;
+	if (ret)
+		snprintf(desc, sizeof(desc), "did not finish (%s)", strerror(-ret));
+	else
+		status_str(status, desc, sizeof(desc));
+	logfd = open(lz->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	watchdog_last_line(logfd, "extract.log", last, sizeof(last));
+	if (logfd >= 0)
+		close(logfd);
+	rm_flat_dir(lz->images);
+	lz->images[0] = '\0';
+	return fail(err, errlen, "lazy: extracting the streamed images failed (%s): %s", desc,
+	            last[0] ? last : "see extract.log");
+}
+
+/* The inode of the one socket PID holds (its listening socket), or 0. */
+static unsigned long long socket_ino(pid_t pid)
+{
+	char path[64], link[128];
+	unsigned long long ino = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+
+		if (n > 0) {
+			link[n] = '\0';
+			if (sscanf(link, "socket:[%llu]", &ino) == 1)
+				break;
+			ino = 0;
+		}
+	}
+	closedir(d);
+	return ino;
+}
+
+static bool holds_socket(pid_t pid, unsigned long long ino)
+{
+	char path[64], link[128], want[64];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	snprintf(want, sizeof(want), "socket:[%llu]", ino);
+	d = opendir(path);
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+
+		if (n > 0) {
+			link[n] = '\0';
+			found = !strcmp(link, want);
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_fd, char *err,
+               size_t errlen)
+{
+	char *env[576], fdbuf[16], last[512];
+	char *argv[] = {(char *)criu, "lazy-pages", "-D", (char *)images, "-W", lz->work, "-o",
+	                LAZY_LOG, "-v2", "--status-fd", fdbuf, NULL};
+	struct spawn_opts o = {.argv = argv, .envp = env, .stdin_fd = -1, .stdout_fd = -1,
+	                       .stderr_fd = -1, .keep_fd2 = keep_fd, .umask = 077,
+	                       .new_pgroup = true /* the watch kills it as a group */};
+	struct pollfd pf;
+	const char *phase;
+	char path[4200], c = 1;
+	int sp[2], ret;
+	int wfd;
+
+	lz->pidfd = -1;
+	lz->nheld = 0;
+	/* CRIU's listen() fails on a socket file a dead daemon left behind. */
+	snprintf(path, sizeof(path), "%s/%s", lz->work, LAZY_SOCK);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/%s", lz->work, LAZY_LOG);
+	unlink(path);
+	if (pipe2(sp, O_CLOEXEC))
+		return fail(err, errlen, "lazy: pipe: %s", strerror(errno));
+	snprintf(fdbuf, sizeof(fdbuf), "%d", sp[1]);
+	o.keep_fd = sp[1];
+	hostprobe_criu_env(env, sizeof(env) / sizeof(env[0]));
+	ret = spawn(&o, &lz->pid, &phase);
+	close(sp[1]);
+	if (ret) {
+		close(sp[0]);
+		lz->pid = 0;
+		return fail(err, errlen, "lazy: cannot start %s lazy-pages (%s): %s", criu, phase,
+		            strerror(-ret));
+	}
+	lz->t_start = now_ms();
+	/* --status-fd: CRIU writes one '\0' once it listens. */
+	pf = (struct pollfd){.fd = sp[0], .events = POLLIN};
+	if (poll(&pf, 1, READY_TIMEOUT_MS) > 0 && read(sp[0], &c, 1) == 1 && c == '\0')
+		ret = 0;
+	else
+		ret = -1;
+	close(sp[0]);
+	lz->pidfd = ret ? -1 : (int)syscall(SYS_pidfd_open, lz->pid, 0);
+	lz->listen_ino = ret ? 0 : socket_ino(lz->pid);
+	if (!ret && lz->pidfd >= 0 && lz->listen_ino)
+		return 0;
+	wfd = open(lz->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	watchdog_last_line(wfd, LAZY_LOG, last, sizeof(last));
+	if (wfd >= 0)
+		close(wfd);
+	lazy_abort(lz);
+	return fail(err, errlen, "lazy: the lazy-pages daemon did not get ready: %s",
+	            last[0] ? last : "no message");
+}
+
+int lazy_restore_args(char **argv, int n)
+{
+	argv[n++] = "--lazy-pages";
+	/* The tree stays stopped until stasisd holds the userfaultfds (lazy_attach). */
+	argv[n++] = "--leave-stopped";
+	argv[n] = NULL;
+	return n;
+}
+
+/* Do we hold a copy of the daemon's fd TFD already? (One open file, several fds.) */
+static bool held_already(const struct lazy *lz, int tfd)
+{
+	for (int i = 0; i < lz->nheld; i++)
+		if (syscall(SYS_kcmp, getpid(), lz->pid, KCMP_FILE, lz->held[i], tfd) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Copy every userfaultfd the daemon holds that we do not hold yet: those CRIU
+ * handed it, and those the kernel gives it when a restored process forks.
+ * Returns how many we hold, or -1 when one could not be taken.
+ */
+static int grab(struct lazy *lz)
+{
+	char path[64], link[64];
+	struct dirent *e;
+	int bad = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)lz->pid);
+	d = opendir(path);
+	if (!d)
+		return lz->nheld;
+	while ((e = readdir(d))) {
+		ssize_t n = readlinkat(dirfd(d), e->d_name, link, sizeof(link) - 1);
+		int tfd = atoi(e->d_name), fd;
+
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strcmp(link, "anon_inode:[userfaultfd]") || held_already(lz, tfd))
+			continue;
+		fd = (int)syscall(SYS_pidfd_getfd, lz->pidfd, tfd, 0);
+		if (fd < 0) {
+			if (errno != EBADF) /* EBADF: closed meanwhile (a process done) */
+				bad = 1;
+			continue;
+		}
+		if (lz->nheld == MAX_HELD) {
+			close(fd);
+			bad = 1;
+			continue;
+		}
+		lz->held[lz->nheld++] = fd;
+	}
+	closedir(d);
+	return bad ? -1 : lz->nheld;
+}
+
+static void release(struct lazy *lz)
+{
+	for (int i = 0; i < lz->nheld; i++)
+		close(lz->held[i]);
+	lz->nheld = 0;
+	if (lz->pidfd >= 0)
+		close(lz->pidfd);
+	lz->pidfd = -1;
+	if (lz->images[0])
+		rm_flat_dir(lz->images);
+	lz->images[0] = '\0';
+}
+
+void lazy_abort(struct lazy *lz)
+{
+	if (lz->pid > 0)
+		watchdog_kill_group(lz->pid, NULL);
+	lz->pid = 0;
+	release(lz);
+}
+
+/* Has the daemon exited? *STATUS gets its wait status (it is reaped). */
+static bool daemon_exited(struct lazy *lz, int *status)
+{
+	pid_t r = waitpid(lz->pid, status, WNOHANG);
+
+	return r == lz->pid || (r < 0 && errno == ECHILD);
+}
+
+static long tree_rss_kb(pid_t root)
+{
+	pid_t *pids = malloc(TREE_MAX * sizeof(pid_t));
+	size_t n = pids ? proc_tree_pids(root, pids, TREE_MAX) : 0;
+	char path[64], *text;
+	long sum = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *p;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)pids[i]);
+		text = NULL;
+		if (!read_file(path, &text, NULL) && (p = strstr(text, "VmRSS:")))
+			sum += atol(p + 6);
+		free(text);
+	}
+	free(pids);
+	return sum;
+}
+
+struct watch {
+	struct lazy lz;
+	struct jobref ref;
+};
+
+static void kill_job(struct watch *w)
+{
+	if (!jobgroup_signal(&w->ref, SIGKILL))
+		proc_tree_signal(w->ref.pid, SIGKILL);
+}
+
+/*
+ * Until the daemon exits: take the fds of processes forked meanwhile, and cut
+ * it off when it makes no progress for the bound. Returns true when it exited
+ * 0 (every page in), else WHY says what happened.
+ */
+static bool watch_daemon(struct lazy *lz, char *why, size_t len)
+{
+	uint64_t last = watchdog_group_activity(lz->pid), moved = now_ms();
+	int status = 0;
+
+	for (;;) {
+		struct pollfd pf = {.fd = lz->pidfd, .events = POLLIN};
+		uint64_t a, now;
+
+		if (daemon_exited(lz, &status))
+			break;
+		grab(lz);
+		now = now_ms();
+		a = watchdog_group_activity(lz->pid);
+		if (a != last) {
+			last = a;
+			moved = now;
+		} else if (lz->timeout_s > 0 && now - moved >= (uint64_t)lz->timeout_s * 1000) {
+			watchdog_kill_group(lz->pid, &status);
+			snprintf(why, len, "made no progress for %d s and was killed",
+			         lz->timeout_s);
+			return false;
+		}
+		poll(&pf, 1, TICK_MS);
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return true;
+	status_str(status, why, len);
+	return false;
+}
+
+static void *watch_main(void *arg)
+{
+	struct watch *w = arg;
+	char why[128] = "";
+
+	if (watch_daemon(&w->lz, why, sizeof(why))) {
+		log_info("job %s: lazy restore complete: every page is in (%llu ms after the "
+		         "lazy-pages daemon started)",
+		         w->ref.id, (unsigned long long)(now_ms() - w->lz.t_start));
+	} else {
+		/* Kill first, let go of the fds after: no missing page is ever read. */
+		kill_job(w);
+		log_err("job %s: its lazy-pages daemon ended before every page was in (%s); "
+		        "the job was killed rather than run on with missing memory (see "
+		        "%s/%s)",
+		        w->ref.id, why, w->lz.work, LAZY_LOG);
+	}
+	w->lz.pid = 0;
+	release(&w->lz);
+	pending_set(w->ref.id, false);
+	free((char *)w->ref.id);
+	free(w);
+	return NULL;
+}
+
+/* Wait until CRIU has handed the daemon every fd: it then closes its listening socket. */
+static int wait_all_fds(struct lazy *lz, int *status, bool *exited)
+{
+	uint64_t deadline = now_ms() + FDS_TIMEOUT_MS;
+
+	*exited = false;
+	while (now_ms() < deadline) {
+		if (daemon_exited(lz, status)) {
+			*exited = true;
+			return 0;
+		}
+		if (!holds_socket(lz->pid, lz->listen_ino))
+			return 0;
+		usleep(2000);
+	}
+	return -1;
+}
+
+static int start_watch(struct lazy *lz, pid_t pid, uint64_t start)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+	pthread_attr_t at;
+	pthread_t th;
+	int ret;
+
+	if (!w)
+		return -1;
+	w->lz = *lz;
+	w->ref = (struct jobref){.id = strdup(lz->job), .pid = pid, .start = start};
+	pending_set(lz->job, true);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&th, &at, watch_main, w);
+	pthread_attr_destroy(&at);
+	if (ret) {
+		pending_set(lz->job, false);
+		free((char *)w->ref.id);
+		free(w);
+		return -1;
+	}
+	/* The watch owns the daemon, its fds and the images now. */
+	lz->pid = 0;
+	lz->pidfd = -1;
+	lz->nheld = 0;
+	lz->images[0] = '\0';
+	return 0;
+}
+
+int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char *err,
+                size_t errlen)
+{
+	struct jobref ref = {.id = lz->job, .pid = pid, .start = start};
+	char why[128] = "", logpath[4200];
+	int status = 0;
+	bool exited;
+	long rss;
+
+	if (wait_all_fds(lz, &status, &exited)) {
+		snprintf(why, sizeof(why), "CRIU did not hand it every process within %d s",
+		         FDS_TIMEOUT_MS / 1000);
+	} else if (!exited && grab(lz) < 0) {
+		snprintf(why, sizeof(why), "cannot take hold of its userfaultfds: %s",
+		         strerror(errno));
+	} else if (!exited && daemon_exited(lz, &status)) {
+		exited = true; /* it may have ended before we took them: judge its status */
+	}
+	if (!why[0] && exited && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+		status_str(status, why, sizeof(why));
+	if (why[0]) {
+		if (!jobgroup_signal(&ref, SIGKILL))
+			proc_tree_signal(pid, SIGKILL);
+		if (exited)
+			lz->pid = 0;
+		lazy_abort(lz);
+		return fail(err, errlen,
+		            "lazy restore: the lazy-pages daemon failed (%s); the restored job "
+		            "was killed before it ran; see %s/%s",
+		            why, lz->work, LAZY_LOG);
+	}
+	rss = tree_rss_kb(pid);
+	snprintf(logpath, sizeof(logpath), "%s/%s", lz->work, LAZY_LOG);
+	*info = json_pack("{s:i, s:s, s:I, s:b}", "pid", exited ? 0 : (int)lz->pid, "log",
+	                  logpath, "resident_kb", (json_int_t)rss, "pending", !exited);
+	if (exited) {
+		lz->pid = 0;
+		release(lz);
+	} else if (start_watch(lz, pid, start)) {
+		if (!jobgroup_signal(&ref, SIGKILL))
+			proc_tree_signal(pid, SIGKILL);
+		lazy_abort(lz);
+		json_decref(*info);
+		*info = NULL;
+		return fail(err, errlen, "lazy restore: cannot start the watch; the job was killed");
+	}
+	proc_tree_signal(pid, SIGCONT);
+	return 0;
+}

@@ -1,0 +1,86 @@
+/*
+ * lazy.h - lazy (post-copy) restore: the job runs again before its memory is
+ * back, and CRIU's lazy-pages daemon fills it in, on fault and in the
+ * background (docs/lazy.md).
+ *
+ * The sequence, driven by checkpoint.c:
+ *   lazy_prepare()   streamed checkpoint: extract its images (pages too) into
+ *                    a private local dir, verifying every chunk; plain: nothing
+ *   lazy_start()     `criu lazy-pages` in CRIU's work dir, in its own process
+ *                    group, with CRIU's environment (hostprobe_criu_env);
+ *                    returns once it listens
+ *   criu restore --lazy-pages --leave-stopped (lazy_restore_args)
+ *   lazy_attach()    once CRIU handed the daemon every userfaultfd: take a
+ *                    copy of each, then let the restored tree run (SIGCONT);
+ *                    a thread watches the daemon from then on
+ *   lazy_abort()     instead of lazy_attach when the restore failed
+ *
+ * Guarantee: the job never runs on with missing or wrong memory. The daemon
+ * holds one userfaultfd per restored process; the kernel turns every page
+ * still missing into a zero page once the last copy of that fd is closed (a
+ * dead daemon). stasisd keeps its own copies until the daemon has exited 0
+ * (every page in), so if the daemon dies early a fault on a missing page
+ * blocks instead, and the watcher kills the whole job (SIGKILL) before
+ * letting go of them. The same when the daemon stops making progress for the
+ * watchdog's bound. The job is left stopped until stasisd holds the fds.
+ */
+#ifndef STASIS_LAZY_H
+#define STASIS_LAZY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct lazy {
+	char job[80];
+	char work[4000];   /* CRIU's work dir: the daemon's socket and log live there */
+	char images[4096]; /* extracted images (streamed checkpoint), else "" */
+	pid_t pid;         /* the lazy-pages daemon, leader of its own group; 0: none */
+	int pidfd;
+	uint64_t t_start;  /* when it was started (ms, monotonic) */
+	unsigned long long listen_ino; /* its listening socket, gone once all fds came */
+	int held[64];      /* our copies of its userfaultfds */
+	int nheld;
+	int timeout_s;     /* no-progress bound for the daemon; 0: none */
+};
+
+/* Is a lazy restore of JOB still filling its memory (its daemon running)? */
+bool lazy_pending(const char *job);
+
+/*
+ * A streamed checkpoint (read through SRC_DIR, a /proc/self/fd path the
+ * streamer inherits as KEEP_FD) is extracted with `stasis-streamer extract`
+ * into WORK/images, which lazy restore then uses as its images dir: *IMAGES
+ * gets the path. Returns 0 or -1 with ERR set.
+ */
+int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
+                 char *err, size_t errlen);
+
+/*
+ * Start `criu lazy-pages -D IMAGES` (IMAGES: a path, or /proc/self/fd/N with
+ * KEEP_FD) with work dir LZ->work, and wait until it listens. OWNER_UID: the
+ * uid whose CRIU restores (its socket must be reachable for it).
+ */
+int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_fd, char *err,
+               size_t errlen);
+
+/* The options `criu restore` needs on top of its own; returns the new count. */
+int lazy_restore_args(char **argv, int n);
+
+/*
+ * The restore succeeded: PID (started at START) is the restored tree's top,
+ * left stopped. Take hold of the daemon's userfaultfds, start the watch, and
+ * resume the tree. On failure the tree is killed, the daemon too, and -1
+ * returned with ERR set. On success LZ is the watch's (do not touch it again)
+ * and *INFO gets {"pid", "log", "resident_kb"} for the reply.
+ */
+int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char *err,
+                size_t errlen);
+
+/* The restore failed or was cut off: kill and reap the daemon, drop extracted images. */
+void lazy_abort(struct lazy *lz);
+
+#endif

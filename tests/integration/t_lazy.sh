@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Lazy restore (stasis restore --lazy, docs/lazy.md) with the real daemon and
+# CRIU's lazy-pages daemon: a memhog job comes back from a plain and from a
+# streamed checkpoint and verifies every byte of its memory; the restore
+# returns while pages are still to come (its resident memory at that moment
+# is a fraction of its size); killing the lazy-pages daemon mid-way kills the
+# job, which never goes on with missing memory; a dump waits for the pages.
+# Behaviour only, never wall-clock time.
+. "$(dirname "$0")/../lib.sh"
+. "$REPO/tests/helpers/daemon_lib.sh"
+. "$(dirname "$0")/fault_lib.sh"
+
+daemon_up
+
+# lazy_field FILE KEY: a field of the reply's "lazy" object (restore --json).
+lazy_field() {
+	$PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["lazy"][sys.argv[2]])' "$1" "$2"
+}
+SIZE_MB=256 # memhog --size, in MiB
+
+# The restore returned with the job running and most of its memory still out.
+lazy_restored() {
+	local name=$1 out=$2
+	check ${name}_running test "$(job_status l1)" = JOB_RUNNING
+	check ${name}_same_pid test "$(job_pid l1)" = "$pid"
+	check ${name}_pending test "$(lazy_field "$out" pending)" = True
+	rss=$(lazy_field "$out" resident_kb)
+	echo "# $name: resident at resume: $rss KiB of $((SIZE_MB * 1024))"
+	check ${name}_pages_still_out test "$rss" -lt $((SIZE_MB * 1024 / 2))
+}
+# All pages came: the daemon said so in its log, the job verifies its memory.
+lazy_complete() {
+	local name=$1
+	check ${name}_complete wait_for 60 grep -q "job l1: lazy restore complete" \
+		"$STASIS_STATE_DIR/stasisd.log"
+	check ${name}_memory_intact verified l1
+}
+
+# 1. Plain checkpoint.
+CASE=plain
+hog l1 ${SIZE_MB}M
+pid=$(job_pid l1)
+sd dump job l1 -d "$T/plain" >/dev/null || die "plain dump"
+sd restore job l1 --lazy --json >"$T/p.json" || die "lazy restore: $(cat "$T/p.json")"
+lazy_restored plain "$T/p.json"
+lazy_complete plain
+
+# 2. A dump while pages are still coming is refused, and works once they are in (3).
+CASE=dump_waits
+sd dump job l1 -d "$T/s" --stream 2 >/dev/null || die "streamed dump"
+sd restore job l1 --lazy --json >"$T/s.json" || die "lazy restore (streamed): $(cat "$T/s.json")"
+lp=$(lazy_field "$T/s.json" pid)
+kill -STOP "$lp" 2>/dev/null # holds the pages back (the job waits on a fault, if any)
+check dump_while_lazy_daemon_running alive "$lp"
+out=$(sd dump job l1 -d "$T/s2" --leave-running 2>&1)
+check dump_while_lazy_refused grep -q "still getting its memory back from a lazy restore" <<<"$out"
+kill -CONT "$lp" 2>/dev/null
+
+# 3. Streamed checkpoint (extracted to local disk, then lazy).
+CASE=streamed
+lazy_restored streamed "$T/s.json"
+lazy_complete streamed
+check streamed_extracted_removed test ! -e "$STASIS_STATE_DIR/work/l1.restore/images"
+check dump_after_lazy_ok sd dump job l1 -d "$T/s3" --leave-running
+
+# 4. The page source dies mid-way: the job is killed, never runs on. The
+# lazy-pages daemon is stopped as soon as the reply names it, so it has pages
+# left for sure; the job then faults on one (its verify reads them all) and
+# waits; then the daemon is SIGKILLed.
+CASE=source_killed
+sd kill l1 >/dev/null
+wait_for 20 test "$(job_status l1)" != JOB_RUNNING || die "l1 still running"
+sd restore job l1 -d "$T/plain" --lazy --json >"$T/k.json" || die "lazy restore: $(cat "$T/k.json")"
+lp=$(lazy_field "$T/k.json" pid)
+kill -STOP "$lp" 2>/dev/null
+check source_killed_daemon_was_running alive "$lp"
+n=$(sd logs l1 | grep -c '^verify ' || true)
+kill -USR1 "$pid"
+sleep 0.5 # not a timing check: gives the job the chance to read a missing page
+check source_killed_no_verify_yet test "$(sd logs l1 | grep -c '^verify ' || true)" -eq "$n"
+kill -9 "$lp"
+check source_killed_job_killed wait_for 20 dead "$pid"
+check source_killed_status wait_for 20 sh -c "[ \"\$('$STASIS_BUILD/stasis' ps --json | $PY -c 'import json,sys; print([j[\"status\"] for j in json.load(sys.stdin) if j[\"id\"]==\"l1\"][0])')\" != JOB_RUNNING ]"
+check source_killed_logged grep -q "job l1: its lazy-pages daemon ended before every page was in" \
+	"$STASIS_STATE_DIR/stasisd.log"
+check source_killed_never_bad sh -c "! '$STASIS_BUILD/stasis' logs l1 | grep -q 'BAD'"
+check source_killed_no_new_verify test "$(sd logs l1 | grep -c '^verify ' || true)" -eq "$n"
+
+# 5. The checkpoint is intact: a lazy restore brings the job back whole.
+CASE=again
+wait_for 20 test ! -d "/proc/$pid" || die "pid $pid not freed"
+sd restore job l1 -d "$T/plain" --lazy --json >"$T/a.json" || die "lazy restore: $(cat "$T/a.json")"
+check again_running test "$(job_pid l1)" = "$pid"
+check again_memory_intact verified l1
+
+# 6. Refused where it cannot work: a running job.
+CASE=refused
+out=$(sd restore job l1 --lazy 2>&1)
+check refused_running grep -q "is running" <<<"$out"
+sd kill l1 >/dev/null
+finish
