@@ -5,6 +5,7 @@
  * directly so their static helpers are reachable too.
  */
 #include "../../src/daemon/proc.c"
+#include "../../src/daemon/pidns.c"
 #include "../../src/daemon/db.c"
 #include "../../src/daemon/ckdir.c"
 
