@@ -10,6 +10,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 logs=${STASIS_TEST_LOGS:-/tmp/stasis-test-logs}
 mkdir -p "$logs"
 rc=0
+
+# kill_tagged TAG: SIGKILL every process whose environment holds STASIS_TEST_RUN=TAG.
+kill_tagged() {
+	local e p
+	for e in /proc/[0-9]*/environ; do
+		p=${e#/proc/}
+		p=${p%/environ}
+		grep -qxz "STASIS_TEST_RUN=$1" "$e" 2>/dev/null && kill -9 "$p" 2>/dev/null
+	done
+}
+
 for t in "$here"/integration/t_*.sh; do
 	name=$(basename "$t" .sh)
 	[ -n "${1:-}" ] && [[ $name != *"$1"* ]] && continue
@@ -17,8 +28,12 @@ for t in "$here"/integration/t_*.sh; do
 	# A script may ask for a longer bound with a "# time-bound: SECONDS" line.
 	bound=$(sed -n 's/^# time-bound: *\([0-9][0-9]*\).*/\1/p' "$t" | head -1)
 	bound=${STASIS_TEST_TIMEOUT:-${bound:-300}}
-	timeout --kill-after=10 "$bound" bash "$t" >"$logs/$name.log" 2>&1
+	# Tagged, so that what a hung script left behind (a detached daemon escapes
+	# timeout's process group) can be found and ended.
+	tag="$name.$$.$start"
+	STASIS_TEST_RUN=$tag timeout --kill-after=10 "$bound" bash "$t" >"$logs/$name.log" 2>&1
 	code=$?
+	[ $code -eq 124 ] || [ $code -eq 137 ] && kill_tagged "$tag"
 	grep -E '^(ok|FAIL) ' "$logs/$name.log"
 	if [ $code -ne 0 ]; then
 		rc=1
