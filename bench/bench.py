@@ -406,7 +406,7 @@ class Plain:
 
     def restore(self, env, wl, img, row):
         wall, ru, st = run_criu(env, ["restore", "-D", img, "-d"], img, "restore.log")
-        row["restore_wall_s"] = row["restore_criu_s"] = wall
+        row["restore_wall_s"] = row["restore_criu_s"] = row["running_s"] = wall
         row["criu_restore_cpu_s"] = cpu_of(ru)
         row["restored_cpu_s"] = tree_cpu(wl.pid)
 
@@ -450,6 +450,7 @@ class PlainLz4(Plain):
         row["decompress_cpu_s"] = cpu_of(ru1) + cpu_of(ru2)
         super().restore(env, wl, img, row)
         row["restore_wall_s"] += row["decompress_s"]
+        row["running_s"] = row["restore_wall_s"]
 
 
 class Stream:
@@ -501,6 +502,7 @@ class Stream:
             raise
         sru = st.finish()
         row["restore_criu_s"] = wall
+        row["running_s"] = wall + (st.t0 - t0)  # criu restore -d returned: the tree runs
         row["restore_wall_s"] = st.end - t0
         row["criu_restore_cpu_s"] = cpu_of(ru)
         row["restored_cpu_s"] = tree_cpu(wl.pid)
@@ -573,6 +575,87 @@ class Daemon(Stream):
 
     def restore(self, env, wl, img, row):
         self._run(env, ["restore", "job", wl.job, "-d", img, "--json"], row, "restore")
+        row["running_s"] = row["restore_wall_s"]
+        row["criu_restore_cpu_s"] = row.pop("children_restore_cpu_s")
+        row["restored_cpu_s"] = tree_cpu(wl.pid)
+        row["streamer_restore_cpu_s"] = 0.0
+
+
+def wait_exit(pid, timeout=600):
+    """Wait until PID (not our child) is gone; returns when it is."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if os.path.exists(f"/proc/{pid}"):
+        raise Failed(f"lazy-pages daemon {pid} still running after {timeout} s")
+
+
+class PlainLazy(Plain):
+    """Plain CRIU dump; lazy restore by hand: criu lazy-pages + restore --lazy-pages.
+    running_s: until restore -d returns (the tree runs); restore wall: until the
+    lazy-pages daemon exits with every page in."""
+    name = "plain-lazy"
+
+    def restore(self, env, wl, img, row):
+        t0 = time.monotonic()
+        rfd, wfd = os.pipe()
+        lp = subprocess.Popen([env.criu, "lazy-pages", "-D", img, "-W", img, "-o", "lazy.log",
+                               "--status-fd", str(wfd)], cwd=img, pass_fds=(wfd,),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as r:
+            if r.read(1) != b"\0":
+                lp.kill()
+                lp.wait()
+                raise Failed("criu lazy-pages never got ready")
+        try:
+            wall, ru, st = run_criu(env, ["restore", "-D", img, "-d", "--lazy-pages"], img,
+                                    "restore.log")
+        except Failed:
+            lp.kill()
+            lp.wait()
+            raise
+        row["running_s"] = time.monotonic() - t0
+        row["restore_criu_s"] = wall
+        rc, lru = wait_rusage(lp)
+        row["restore_wall_s"] = time.monotonic() - t0
+        if rc != 0:
+            raise Failed(f"criu lazy-pages exit {rc}")
+        row["criu_restore_cpu_s"] = cpu_of(ru) + cpu_of(lru)
+        row["restored_cpu_s"] = tree_cpu(wl.pid)
+
+
+class DaemonLazy(Daemon):
+    """`stasis restore job --lazy`: running_s until it returns, restore wall until the
+    daemon's lazy-pages daemon has exited (every page in). CODEC "plain": plain dump."""
+
+    def __init__(self, codec, shards):
+        super().__init__(codec, shards)
+        self.plain = codec == "plain"
+        self.name = "stasis-plain-lazy" if self.plain else self.name + "-lazy"
+
+    def dump(self, env, wl, img, row):
+        if not self.plain:
+            return super().dump(env, wl, img, row)
+        row["victim_cpu_before"] = tree_cpu(wl.pid)
+        self._run(env, ["dump", "job", wl.job, "-d", img, "--json"], row, "dump")
+        row.pop("victim_cpu_before")
+        row["victim_cpu_s"] = 0.0
+        row.update(stats_dump_file(os.path.join(img, "stats-dump")))
+        row["criu_dump_cpu_s"] = row.pop("children_dump_cpu_s")
+        row["raw_bytes"] = row["stored_bytes"] = row["written_bytes"] = dir_bytes(img)
+
+    def restore(self, env, wl, img, row):
+        t0 = time.monotonic()
+        out = self._run(env, ["restore", "job", wl.job, "-d", img, "--lazy", "--json"], row,
+                        "restore")
+        row["running_s"] = row["restore_wall_s"]
+        lazy = json.loads(out[out.index("{"):]).get("lazy") or {}
+        if lazy.get("pending"):
+            wait_exit(lazy["pid"])
+        row["restore_wall_s"] = time.monotonic() - t0
+        row["lazy_resident_kb"] = lazy.get("resident_kb", 0)
         row["criu_restore_cpu_s"] = row.pop("children_restore_cpu_s")
         row["restored_cpu_s"] = tree_cpu(wl.pid)
         row["streamer_restore_cpu_s"] = 0.0
@@ -596,9 +679,17 @@ def parse_system(spec):
         return Plain()
     if spec in ("plain+lz4", "plain-lz4"):
         return PlainLz4()
+    if spec in ("plain-lazy", "plain:lazy"):
+        return PlainLazy()
+    if spec in ("stasis-plain-lazy", "stasis:plain:lazy"):
+        return DaemonLazy("plain", 0)
+    m = re.fullmatch(r"stasis:([a-z0-9:]+):(\d+):lazy", spec)
+    if m:
+        return DaemonLazy(m.group(1), int(m.group(2)))
     m = re.fullmatch(r"(stream|stasis):([a-z0-9:]+):(\d+)", spec)
     if not m:
-        raise SystemExit(f"bad system '{spec}' (plain, plain+lz4, stream:CODEC:N, stasis:CODEC:N)")
+        raise SystemExit(f"bad system '{spec}' (plain, plain+lz4, plain:lazy, stream:CODEC:N, "
+                         "stasis:CODEC:N, stasis:CODEC:N:lazy, stasis:plain:lazy)")
     cls = Stream if m.group(1) == "stream" else Daemon
     return cls(m.group(2), int(m.group(3)))
 
@@ -1163,6 +1254,7 @@ def write_meta(env, args, cases, when, meta=None):
 
 
 METRICS = ["dump_wall_s", "frozen_s", "dump_cpu_s", "restore_wall_s", "restore_cpu_s",
+           "running_s", "lazy_resident_kb",
            "stored_bytes", "raw_bytes", "streamer_dump_rss_kb", "streamer_restore_rss_kb",
            "daemon_dump_rss_kb", "daemon_restore_rss_kb", "sync_after_s", "lz4_cpu_s",
            "streamer_dump_cpu_s", "criu_dump_cpu_s", "dump_criu_s", "streamer_tail_s",
@@ -1202,6 +1294,8 @@ def summarize(rows):
             s["dump_x_plain"] = s["dump_wall_s"] / p["dump_wall_s"]
         if p and p.get("restore_wall_s") and s.get("restore_wall_s"):
             s["restore_x_plain"] = s["restore_wall_s"] / p["restore_wall_s"]
+        if p and p.get("running_s") and s.get("running_s"):
+            s["running_x_plain"] = s["running_s"] / p["running_s"]
     out.sort(key=lambda s: (s["workload"] != "mixed", s["workload"], s["size_gib"],
                             sort_key(s["system"])))
     return out
@@ -1212,6 +1306,8 @@ def sort_key(name):
     m = re.match(r"(stream|stasis)-(\w+?)-n(\d+)", name)
     if name in order:
         return (order[name], "", 0)
+    if not m:  # plain-lazy, stasis-plain-lazy
+        return (1.5 if name.startswith("plain") else 2, name, 0)
     return (2 if m.group(1) == "stasis" else 3, m.group(2), int(m.group(3)))
 
 
@@ -1239,7 +1335,8 @@ def report(env, args, summary, rows, meta):
     lines += ["", "Medians of the successful runs, (min-max) when more than one; "
               "x plain = median / plain CRIU's median on the same case in the same run.", ""]
     hdr = ("| workload | GiB | system | ok | dump wall s | x plain | CRIU frozen s | dump CPU s/GiB "
-           "| stored MiB | ratio | restore wall s | x plain | restore CPU s/GiB "
+           "| stored MiB | ratio | restore wall s | x plain | to running s | x plain "
+           "| restore CPU s/GiB "
            "| streamer RSS MiB dump/restore | daemon RSS MiB |")
     lines += [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for s in summary:
@@ -1258,6 +1355,7 @@ def report(env, args, summary, rows, meta):
             f"| {fmt_range(s, 'frozen_s')} | {fmt(s.get('dump_cpu_per_gib'))} "
             f"| {fmt(s.get('stored_bytes', 0) / MIB, 0)} | {fmt(s.get('ratio'))} "
             f"| {fmt_range(s, 'restore_wall_s')} | {fmt(s.get('restore_x_plain'))} "
+            f"| {fmt_range(s, 'running_s', prec=3)} | {fmt(s.get('running_x_plain'))} "
             f"| {fmt(s.get('restore_cpu_per_gib'))} | {srss} | {drss} |")
     lines += ["", "Columns: dump wall = until the checkpoint is complete (plain: criu exits; "
               "plain+lz4: archive written; stream/stasis: criu and streamer both exited, shards "
@@ -1265,7 +1363,10 @@ def report(env, args, summary, rows, meta):
               "freezing the tree until CRIU is done with it; every dump here ends the job, so "
               "the job is out of service for the whole dump wall time and until restored). CPU = criu + streamer (+ daemon) + tar/lz4 + the "
               "parasite's time in the dumped root task, per GiB of raw image. restore wall "
-              "= until criu restore -d returns (plain+lz4: after lz4 -d | tar x). ratio = raw "
+              "= until criu restore -d returns (plain+lz4: after lz4 -d | tar x; stream: and the "
+              "streamer exited; lazy: until the lazy-pages daemon exited with every page in). "
+              "to running = until the restored tree runs again (criu restore -d or stasis "
+              "restore returned). ratio = raw "
               "image bytes / stored bytes. RSS = peak (max over runs).", ""]
     lines += targets(summary, args)
     if getattr(env, "limits", None):
