@@ -11,8 +11,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--as NEWID] [--timeout S]\n"
-	           "                          [--json]\n"
+	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--as NEWID] [--lazy]\n"
+	           "                          [--timeout S] [--json]\n"
 	           "\n"
 	           "Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
 	           "read from the files; --stream N, if given, must match the shard count.\n"
