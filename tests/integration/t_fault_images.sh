@@ -83,8 +83,10 @@ for kind in truncated flipped shard_missing manifest_missing manifest_garbage \
 	# The recorded checkpoint, damaged in place.
 	f=$(damage $kind "$dir")
 	refused_restore recorded_$kind "$f" sd restore job $id
-	rm -rf "$dir"
-	cp -a "$dir.orig" "$dir"
+	# Repaired in place: a checkpoint is known by its directory's inode, and a
+	# directory put in its place is refused as another one (docs/security.md).
+	find "$dir" -mindepth 1 -delete
+	cp -a "$dir.orig/." "$dir/"
 	# An unrecorded copy, damaged, restored by root with -d.
 	rm -rf "$T/copy"
 	cp -a "$dir.orig" "$T/copy"
