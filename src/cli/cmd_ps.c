@@ -82,6 +82,8 @@ int cmd_ps(int argc, char **argv)
 		l = ck ? (int)strlen(ck) : 1;
 		w_ck = l > w_ck ? l : w_ck;
 	}
+	/* The six columns users know, in their order; the PID inside a job's own PID
+	 * namespace after them, so scripts that read columns 1-6 keep working. */
 	printf("%-*s  %-7s  %-7s  %-12s  %-*s  %-5s  %s\n", w_id, "JOB ID", "TYPE", "PID", "STATUS",
 	       w_ck, "CHECKPOINT", "GPU?", "NS PID");
 	json_array_foreach(jobs, i, j)

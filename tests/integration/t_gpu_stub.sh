@@ -74,7 +74,7 @@ stasis exec -i g1 -w "$T/w" --gpu-enabled "$COUNTER" >"$T/exec.out" 2>&1 || {
 }
 wait_for 10 test -s "$STATE/logs/g1.log" || die "workload did not start"
 pid=$(job_pid g1)
-check ps_gpu_true sh -c "stasis ps | awk '\$1 == \"g1\" {print \$NF}' | grep -qx true"
+check ps_gpu_true sh -c "stasis ps | awk '\$1 == \"g1\" {print \$6}' | grep -qx true"
 
 # ---- dump --stream 2
 CASE=dump
@@ -198,7 +198,7 @@ check old_driver_exec_refused [ $? != 0 ]
 check old_driver_exec_message grep -q -- '--gpu-enabled refused: .*driver too old' "$T/exec-old.out"
 check old_driver_no_job sh -c "! stasis ps | grep -q '^g3 '"
 stasis exec -i c1 -w "$T/w" "$COUNTER" >/dev/null 2>&1
-check old_driver_cpu_job_ok [ "$(stasis ps | awk '$1 == "c1" {print $NF}')" = false ]
+check old_driver_cpu_job_ok [ "$(stasis ps | awk '$1 == "c1" {print $6}')" = false ]
 stasis kill c1 >/dev/null 2>&1
 
 start_daemon none /nonexistent/libcuda.so.1
