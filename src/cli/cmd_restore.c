@@ -26,7 +26,7 @@ static void usage(FILE *f)
 	           "again at once and its pages come in on fault and in the background from\n"
 	           "the checkpoint (a streamed one is extracted to local disk first). Until\n"
 	           "every page is in, the job is killed if the page source fails\n"
-	           "(docs/lazy.md). Root's jobs only.\n"
+	           "(docs/lazy.md). A user's job only from a plain checkpoint.\n"
 	           "\n"
 	           "--timeout S cuts the restore off when it makes no progress for S seconds\n"
 	           "(default: the daemon's, 60; 0: never); Ctrl-C cancels it. Either way the\n"

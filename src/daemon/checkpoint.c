@@ -1437,9 +1437,13 @@ static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char
 	if (op->job.gpu)
 		return fail(op, 400, "--lazy does not restore GPU jobs (their memory must be "
 		            "whole before the driver takes it back)");
-	if (op->as_owner)
-		return fail(op, 400, "--lazy restores root's jobs only (docs/lazy.md); restore "
-		            "job %s without --lazy", op->job.id);
+	/* The owner's CRIU reaches images only through the checkpoint's fd; an
+	 * extracted copy would be a path the owner can change under it. */
+	if (op->as_owner && *streamed)
+		return fail(op, 400, "--lazy restores a user's job from a plain checkpoint only "
+		            "(docs/lazy.md); restore this streamed one without --lazy");
+	lz->uid = op->job.uid;
+	lz->gid = op->job.gid;
 	snprintf(lz->job, sizeof(lz->job), "%s", op->job.id);
 	if (strlen(work) >= sizeof(lz->work))
 		return fail(op, 500, "prepare: %s: path too long", work);

@@ -243,6 +243,10 @@ int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_f
 	close(sp[0]);
 	lz->pidfd = ret ? -1 : (int)syscall(SYS_pidfd_open, lz->pid, 0);
 	lz->listen_ino = ret ? 0 : socket_ino(lz->pid);
+	/* The owner's CRIU connects to it; the work dir is theirs and 0700. */
+	snprintf(path, sizeof(path), "%s/%s", lz->work, LAZY_SOCK);
+	if (!ret && lz->uid && lchown(path, lz->uid, lz->gid))
+		ret = -1;
 	if (!ret && lz->pidfd >= 0 && lz->listen_ino)
 		return 0;
 	wfd = open(lz->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

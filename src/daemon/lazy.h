@@ -45,6 +45,8 @@ struct lazy {
 	int held[64];      /* our copies of its userfaultfds */
 	int nheld;
 	int timeout_s;     /* no-progress bound for the daemon; 0: none */
+	uid_t uid;         /* whose CRIU restores (connects to the daemon's socket) */
+	gid_t gid;
 };
 
 /* Is a lazy restore of JOB still filling its memory (its daemon running)? */
@@ -61,8 +63,8 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 
 /*
  * Start `criu lazy-pages -D IMAGES` (IMAGES: a path, or /proc/self/fd/N with
- * KEEP_FD) with work dir LZ->work, and wait until it listens. OWNER_UID: the
- * uid whose CRIU restores (its socket must be reachable for it).
+ * KEEP_FD) with work dir LZ->work, and wait until it listens. Its socket is
+ * then handed to LZ->uid, whose CRIU restores and connects to it.
  */
 int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_fd, char *err,
                size_t errlen);
