@@ -24,6 +24,7 @@
 #include "log.h"
 #include "recover.h"
 #include "migrate.h"
+#include "mgauth.h"
 #include "server.h"
 #include "util.h"
 #include "watchdog.h"
@@ -45,6 +46,8 @@ static void usage(FILE *f)
 	        "  --listen ADDR:PORT  accept migrated jobs from other daemons over TLS\n"
 	        "                    (off by default; needs --token-file)\n"
 	        "  --token-file F    shared migration token (mode 0600; docs/migration.md)\n"
+	        "  --migrate-conf F  who may migrate, to where, and who may land here\n"
+	        "                    (default " MGAUTH_DEFAULT_FILE "; docs/migration.md)\n"
 	        "  --criu-breakpoints auto|on|off\n"
 	        "                    CRIU's use of ptrace hardware breakpoints: auto (default)\n"
 	        "                    probes whether this host delivers them; off runs CRIU in\n"
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
 	        {"debug", no_argument, NULL, 'd'},
 	        {"listen", required_argument, NULL, 'L'},
 	        {"token-file", required_argument, NULL, 'T'},
+	        {"migrate-conf", required_argument, NULL, 'M'},
 	        {"criu-breakpoints", required_argument, NULL, 'B'},
 	        {"op-timeout", required_argument, NULL, 'O'},
 	        {"help", no_argument, NULL, 'h'},
@@ -122,6 +126,7 @@ int main(int argc, char **argv)
 	const char *sock = env_or("STASIS_SOCKET", DEFAULT_SOCKET);
 	const char *state = env_or("STASIS_STATE_DIR", DEFAULT_STATE);
 	const char *logfile = NULL, *listen_addr = NULL, *token_file = NULL;
+	const char *migrate_conf = getenv("STASIS_MIGRATE_CONF");
 	const char *breakpoints = getenv("STASIS_CRIU_BREAKPOINTS");
 	struct migrate_config mcfg;
 	char merr[1024];
@@ -154,6 +159,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			token_file = optarg;
+			break;
+		case 'M':
+			migrate_conf = optarg;
 			break;
 		case 'B':
 			breakpoints = optarg;
@@ -208,7 +216,8 @@ int main(int argc, char **argv)
 	api_init(&cfg);
 	mcfg = (struct migrate_config){
 	        .state_dir = state_abs, .streamer = streamer, .token_file = token_file};
-	if (migrate_init(&mcfg, merr, sizeof(merr)) ||
+	if (mgauth_init(migrate_conf, merr, sizeof(merr)) ||
+	    migrate_init(&mcfg, merr, sizeof(merr)) ||
 	    (listen_addr && migrate_listen_start(listen_addr, merr, sizeof(merr)))) {
 		log_err("migration: %s", merr);
 		return 1;

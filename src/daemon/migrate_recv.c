@@ -39,6 +39,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "migrate_files.h"
+#include "mgauth.h"
 #include "proc.h"
 #include "util.h"
 
@@ -65,6 +66,7 @@ struct rx {
 	char peer[80];
 	char op[16];
 	char id[JOB_ID_MAX + 1];
+	long sender;     /* the source's caller uid (HELLO "sender"); -1: not said */
 	bool busy;       /* holds jobs_busy for id */
 	bool comes_back; /* the job migrated away from here before: replace its record */
 	json_t *job;     /* the job record as sent */
@@ -114,6 +116,9 @@ static int rx_hello(struct rx *rx)
 	}
 	snprintf(rx->op, sizeof(rx->op), "%s", op);
 	snprintf(rx->id, sizeof(rx->id), "%s", id);
+	rx->sender = json_is_integer(json_object_get(h, "sender"))
+	                     ? (long)json_integer_value(json_object_get(h, "sender"))
+	                     : -1;
 	json_decref(h);
 	h = json_pack("{s:i, s:b}", "proto", TP_PROTO_VERSION, "ok", 1);
 	if (tp_send_json(rx->c, TP_HELLO, h)) {
@@ -157,6 +162,11 @@ static int rx_job(struct rx *rx)
 		return rx_fail(rx, "bad JOB message");
 	}
 	if (expected_log(rx, log, path, sizeof(path))) {
+		json_decref(j);
+		return -1;
+	}
+	/* Who the job would run as here: the policy decides (mgauth.h). */
+	if (mgauth_receive_record(rx->job, rx->sender, rx->peer, rx->err, sizeof(rx->err))) {
 		json_decref(j);
 		return -1;
 	}
@@ -563,6 +573,7 @@ static int rx_commit(struct rx *rx, json_t *commit, json_t **res)
 		job_free(&j);
 		return rx_fail(rx, "protocol error: bad checkpoint record");
 	}
+	c.uid = j.uid; /* the owner the policy let in, whatever the record says */
 	if (rx_place(rx, &j, &c)) {
 		rx_undo(rx, &j);
 		goto out;

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "migrate_files.h"
+#include "mgauth.h"
 #include "server.h"
 #include "util.h"
 
@@ -75,6 +76,7 @@ struct tx {
 	int capfd;   /* pidfd of the capture writing into the window, or -1 */
 	bool paused; /* we stopped it: the window is full */
 	json_t *timeout; /* the request's "timeout" (watchdog bound, both ends), or NULL */
+	uid_t sender;    /* who asked: the target's policy weighs it (mgauth.h) */
 };
 
 static int tx_fail(struct tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -476,7 +478,8 @@ static int tx_open_conn(struct tx *t, const char *op, const struct job *j, const
 	if (tp_connect(t->to, &key, &t->c, t->err, sizeof(t->err)))
 		return -1;
 	snprintf(t->phase, sizeof(t->phase), "greeting the target");
-	h = json_pack("{s:i, s:s, s:s}", "proto", TP_PROTO_VERSION, "op", op, "job", j->id);
+	h = json_pack("{s:i, s:s, s:s, s:I}", "proto", TP_PROTO_VERSION, "op", op, "job", j->id,
+	              "sender", (json_int_t)t->sender);
 	if (tp_send_json(t->c, TP_HELLO, h)) {
 		json_decref(h);
 		return tx_conn_fail(t);
@@ -819,6 +822,11 @@ int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t 
 		snprintf(err, errlen, "no such job: %s", id);
 		return 404;
 	}
+	if (mgauth_may_send(caller, to, err, errlen)) {
+		job_free(&j);
+		return 403;
+	}
+	t.sender = caller->uid;
 	job_refresh(&j);
 	if (j.gpu) {
 		snprintf(err, errlen, "job %s uses a GPU: migration of GPU jobs is not supported",
@@ -952,7 +960,10 @@ int migrate_push(const struct creds *caller, json_t *req, json_t **out, char *er
 		ckpt_free(&c);
 		return 404;
 	}
-	if (!c.streamed) {
+	t.sender = caller->uid;
+	if (mgauth_may_send(caller, to, err, errlen)) {
+		code = 403;
+	} else if (!c.streamed) {
 		snprintf(err, errlen,
 		         "%s is a plain checkpoint: push sends streamed ones (dump "
 		         "with --stream N)",

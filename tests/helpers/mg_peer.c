@@ -12,6 +12,10 @@
  *       job record JOB_JSON (a file), its checkpoint record CKPT_JSON (a file)
  *       and LOG as a migration with restore, prints the target's ANSWER, and
  *       closes without DONE, as a source that never got the answer would.
+ *   mg_peer HOST:PORT TOKEN_FILE job-only JOB_JSON
+ *       sends HELLO and the job record JOB_JSON (a file) only; exits 0 if the
+ *       target refused the job (its reason on stdout), 1 if it took it.
+ * HELLO names the source's caller as uid 0, or as $MG_PEER_SENDER.
  * Exit status: 0 as expected, 1 otherwise (a line on stderr says why).
  */
 #include <arpa/inet.h>
@@ -85,8 +89,9 @@ static int send_file(const char *name, const char *path)
 
 static int hello_and_job(const char *id, json_t *job)
 {
-	json_t *h =
-	        json_pack("{s:i, s:s, s:s}", "proto", TP_PROTO_VERSION, "op", "migrate", "job", id);
+	const char *sender = getenv("MG_PEER_SENDER");
+	json_t *h = json_pack("{s:i, s:s, s:s, s:I}", "proto", TP_PROTO_VERSION, "op", "migrate",
+	                      "job", id, "sender", (json_int_t)(sender ? atoll(sender) : 0));
 	json_t *msg, *ans;
 
 	if (tp_send_json(c, TP_HELLO, h) || tp_recv_json(c, TP_HELLO, &ans)) {
@@ -211,13 +216,35 @@ static int no_done(const char *to, const char *token_file, char **args)
 	return json_is_true(json_object_get(ans, "ok")) ? 0 : 1;
 }
 
+/* HELLO and JOB only: the target must refuse the job. */
+static int job_only(const char *to, const char *token_file, const char *job_json)
+{
+	json_t *job = load_json(job_json);
+	const char *id = job ? json_string_value(json_object_get(job, "id")) : NULL;
+	int took;
+
+	if (!id || connect_to(to, token_file))
+		return 1;
+	took = !hello_and_job(id, job);
+	if (took)
+		fprintf(stderr, "mg_peer: the target took the job\n");
+	else
+		printf("refused\n");
+	tp_close(c);
+	json_decref(job);
+	return took;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[3], "job-only"))
+		return job_only(argv[1], argv[2], argv[4]);
 	if (argc == 5 && !strcmp(argv[3], "bad-frames"))
 		return bad_frames(argv[1], argv[2], argv[4]);
 	if (argc == 8 && !strcmp(argv[3], "no-done"))
 		return no_done(argv[1], argv[2], argv + 4);
 	fprintf(stderr, "usage: mg_peer HOST:PORT TOKEN_FILE bad-frames JOB_ID\n"
-	                "       mg_peer HOST:PORT TOKEN_FILE no-done DIR JOB_JSON CKPT_JSON LOG\n");
+	                "       mg_peer HOST:PORT TOKEN_FILE no-done DIR JOB_JSON CKPT_JSON LOG\n"
+	                "       mg_peer HOST:PORT TOKEN_FILE job-only JOB_JSON\n");
 	return 2;
 }

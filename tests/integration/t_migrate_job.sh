@@ -6,6 +6,10 @@
 . "$(dirname "$0")/../lib.sh"
 . "$TESTS_DIR/netns-hosts.sh"
 
+# Who may migrate (docs/migration.md): root, and stasis-mig (user_job below),
+# whose jobs land as the same uid.
+printf 'send stasis-mig to *\nreceive 0 as root\nreceive * as same\n' >"$T/migrate.conf"
+export STASIS_MIGRATE_CONF=$T/migrate.conf
 migration_pair
 
 last_count() { host_stasis "$1" logs "$2" 2>/dev/null | grep -E '^[0-9]+$' | tail -1; }
