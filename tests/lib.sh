@@ -38,6 +38,20 @@ check() {
 	shift
 	if "$@"; then ok "$name"; else fail "$name"; fi
 }
+# refused_with PATTERN CMD...: CMD fails, and its output matches PATTERN (else it
+# says on stderr what happened).
+refused_with() {
+	local pat=$1 out
+	shift
+	out=$("$@" 2>&1) && { echo "succeeded: $out" >&2; return 1; }
+	grep -Eq "$pat" <<<"$out" || { echo "said: $out" >&2; return 1; }
+}
+# refused NAME PATTERN CMD...: one case: CMD fails with an error matching PATTERN.
+refused() {
+	local name=$1 pat=$2
+	shift 2
+	check "$name" refused_with "$pat" "$@"
+}
 # finish: last line of every test script.
 finish() { exit $_failed; }
 

@@ -137,13 +137,6 @@ PYEOF
 # and is a sibling of CRIU (--restore-sibling), not its child.
 criu_of() { find_proc criu "$1" "$2" | grep -vx "${3:-0}" | head -1; }
 
-# refused_with PATTERN CMD...: CMD fails, and its output matches PATTERN.
-refused_with() {
-	local pat=$1 out
-	shift
-	out=$("$@" 2>&1) && { echo "succeeded: $out" >&2; return 1; }
-	grep -Eq "$pat" <<<"$out" || { echo "said: $out" >&2; return 1; }
-}
 
 # take_pid PID: start a process that holds PID (sleeps); prints nothing, fails
 # if PID could not be had (another process got it first, every time).

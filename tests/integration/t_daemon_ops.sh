@@ -7,18 +7,6 @@
 
 daemon_up
 counter() { sd exec -i "$1" -w "$T" "exec $PY $WORKLOADS/daemon_counter.py" >/dev/null; }
-# refused NAME PATTERN CMD...: CMD fails and its error matches PATTERN.
-refused() {
-	local name=$1 pat=$2 out
-	shift 2
-	if out=$("$@" 2>&1); then
-		fail "$name (succeeded: $out)"
-	elif grep -Eq "$pat" <<<"$out"; then
-		ok "$name"
-	else
-		fail "$name (said: $out)"
-	fi
-}
 ncheckpoints() { sd checkpoints --json | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))'; }
 
 # Four jobs dumped at the same time, two plain and two streamed.

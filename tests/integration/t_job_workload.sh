@@ -8,18 +8,6 @@
 . "$REPO/tests/helpers/daemon_lib.sh"
 
 daemon_up
-# refused NAME PATTERN CMD...: CMD fails and its error matches PATTERN.
-refused() {
-	local name=$1 pat=$2 out
-	shift 2
-	if out=$("$@" 2>&1); then
-		fail "$name (succeeded: $out)"
-	elif grep -Eq "$pat" <<<"$out"; then
-		ok "$name"
-	else
-		fail "$name (said: $out)"
-	fi
-}
 # A workload that counts, logs each SIGUSR1 it gets with its own PID, and
 # with --child first forks a child that does the same and writes child.pid.
 cat >"$T/wl.py" <<'PY'
