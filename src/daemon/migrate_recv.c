@@ -40,6 +40,7 @@
 #include "manifest.h"
 #include "migrate_files.h"
 #include "mgauth.h"
+#include "mggate.h"
 #include "proc.h"
 #include "util.h"
 
@@ -740,32 +741,51 @@ static void *rx_thread(void *p)
 /* Handshake in the connection's own thread: a slow peer blocks nobody. */
 struct conn_arg {
 	int fd;
+	int slot; /* in the gate (mggate.h) until the handshake is over */
 };
+
+/* Authenticated now: take a transfer slot (peers without the token never do). */
+static bool take_transfer_slot(void)
+{
+	if (atomic_fetch_add(&active_conns, 1) < MAX_RX_CONNS)
+		return true;
+	atomic_fetch_sub(&active_conns, 1);
+	log_warn("refused connection: %d transfers in progress already", MAX_RX_CONNS);
+	return false;
+}
 
 static void *conn_thread(void *p)
 {
 	struct conn_arg *a = p;
 	struct tp_key key;
-	struct rx *rx;
+	struct rx *rx = NULL;
 	char err[512];
 
-	if (mg_key(NULL, &key, err, sizeof(err)) || !(rx = calloc(1, sizeof(*rx)))) {
+	if (mg_key(NULL, &key, err, sizeof(err)) || !(rx = calloc(1, sizeof(*rx))) ||
+	    mggate_await_first_bytes(a->slot, a->fd)) {
 		close(a->fd);
+		mggate_leave(a->slot);
+		free(rx);
 		free(a);
-		atomic_fetch_sub(&active_conns, 1);
 		return NULL;
 	}
 	rx->tfd = -1;
 	for (int i = 0; i < MAX_RX_FILES; i++)
 		rx->files[i].fd = -1;
 	if (tp_accept_fd(a->fd, &key, &rx->c, err, sizeof(err))) {
+		mggate_leave(a->slot);
 		log_warn("refused connection: %s", err);
 		free(rx);
 		free(a);
-		atomic_fetch_sub(&active_conns, 1);
 		return NULL;
 	}
+	mggate_leave(a->slot);
 	free(a);
+	if (!take_transfer_slot()) {
+		tp_close(rx->c);
+		free(rx);
+		return NULL;
+	}
 	return rx_thread(rx);
 }
 
@@ -775,41 +795,43 @@ static void *accept_thread(void *unused)
 	for (;;) {
 		struct pollfd pf[2] = {{.fd = listen_fd, .events = POLLIN},
 		                       {.fd = stop_pipe[0], .events = POLLIN}};
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
 		struct conn_arg *a;
 		pthread_attr_t attr;
 		pthread_t th;
-		int fd;
+		int fd, slot;
 
-		if (poll(pf, 2, -1) < 0) {
+		/* Wake up now and then to cut handshakes past their deadline. */
+		mggate_sweep();
+		if (poll(pf, 2, 250) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
 		}
 		if (pf[1].revents)
 			break;
-		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (!(pf[0].revents & POLLIN))
+			continue;
+		fd = accept4(listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
-		if (atomic_fetch_add(&active_conns, 1) >= MAX_RX_CONNS) {
-			atomic_fetch_sub(&active_conns, 1);
-			log_warn("refused connection: %d transfers in progress already",
-			         MAX_RX_CONNS);
-			close(fd);
-			continue;
-		}
-		a = malloc(sizeof(*a));
+		slot = mggate_enter(fd, (struct sockaddr *)&ss, sl);
+		a = slot >= 0 ? malloc(sizeof(*a)) : NULL;
 		if (!a) {
 			close(fd);
-			atomic_fetch_sub(&active_conns, 1);
+			if (slot >= 0)
+				mggate_leave(slot);
 			continue;
 		}
 		a->fd = fd;
+		a->slot = slot;
 		pthread_attr_init(&attr);
 		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 		if (pthread_create(&th, &attr, conn_thread, a)) {
 			close(fd);
+			mggate_leave(slot);
 			free(a);
-			atomic_fetch_sub(&active_conns, 1);
 		}
 		pthread_attr_destroy(&attr);
 	}
@@ -824,6 +846,7 @@ int migrate_listen_start(const char *addrport, char *err, size_t errlen)
 	}
 	if (tp_listen(addrport, &listen_fd, err, errlen))
 		return -1;
+	mggate_listen_setup(listen_fd);
 	if (pipe2(stop_pipe, O_CLOEXEC) || pthread_create(&accept_tid, NULL, accept_thread, NULL)) {
 		snprintf(err, errlen, "cannot start the listener thread: %s", strerror(errno));
 		close(listen_fd);
