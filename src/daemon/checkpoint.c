@@ -115,6 +115,7 @@ struct op {
 	struct op_rec rec; /* what a daemon after a crash must finish (recover.c) */
 	pid_t streamer;
 	const char *images; /* CRIU's -D when not fdpath: extracted images (lazy.h) */
+	bool (*digest_skip)(const char *name); /* files the digest check leaves (lazy.h) */
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms; /* GPU job: "GPUDuration" (docs/gpu.md) */
 	int timeout_s;        /* watchdog bound without progress; 0: none */
@@ -1256,7 +1257,8 @@ static int check_digest(struct op *op, const struct creds *caller, const struct 
 		         op->job.id, op->dir);
 		return 0;
 	}
-	if (ckdir_verify(op->dfd, c->digest ? c->digest : "", why, sizeof(why)))
+	if (ckdir_verify_some(op->dfd, c->digest ? c->digest : "", op->digest_skip, why,
+	                      sizeof(why)))
 		return fail(op, 409,
 		            "checkpoint %s does not match what was dumped: %s; refusing to restore "
 		            "it",
@@ -1432,7 +1434,8 @@ static int clone_log(struct op *op, const struct ckpt *c)
  * socket), so CRIU then restores plain images (*STREAMED becomes false); the
  * lazy-pages daemon is started on the images.
  */
-static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char *work)
+static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char *work,
+                      const char *digest)
 {
 	if (op->job.gpu)
 		return fail(op, 400, "--lazy does not restore GPU jobs (their memory must be "
@@ -1444,6 +1447,11 @@ static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char
 		            "(docs/lazy.md); restore this streamed one without --lazy");
 	lz->uid = op->job.uid;
 	lz->gid = op->job.gid;
+	/* check_digest left the pages files out: the watch checks them (lazy.h). */
+	if (digest && digest[0] && !*streamed) {
+		lz->digest = strdup(digest);
+		lz->ckfd = fcntl(op->dfd, F_DUPFD_CLOEXEC, 3);
+	}
 	snprintf(lz->job, sizeof(lz->job), "%s", op->job.id);
 	if (strlen(work) >= sizeof(lz->work))
 		return fail(op, 500, "prepare: %s: path too long", work);
@@ -1546,7 +1554,7 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	bool recorded = false, streamed = false;
 	struct gpu_remap gpu_remap;
 	int code, stream = 0, status, gpu_nprocs = 0, lazy = 0;
-	struct lazy lz = {.pidfd = -1};
+	struct lazy lz = {.pidfd = -1, .ckfd = -1};
 
 	code = op_begin(&op, caller, id, "restore");
 	if (code)
@@ -1570,6 +1578,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 		code = check_checkpoint(&op, &c, recorded, stream, &streamed);
 	if (!code)
 		code = op_freeze(&op);
+	if (!code && lazy)
+		op.digest_skip = lazy_is_pages;
 	if (!code)
 		code = check_digest(&op, caller, &c, recorded);
 	if (!code)
@@ -1581,7 +1591,7 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	if (!code)
 		code = make_workdir(&op, work, sizeof(work));
 	if (!code && lazy)
-		code = lazy_begin(&op, &lz, &streamed, work);
+		code = lazy_begin(&op, &lz, &streamed, work, recorded ? c.digest : NULL);
 	if (!code && streamed)
 		code = start_streamer(&op, "serve", 0, NULL, false);
 	if (!code && streamed)

@@ -113,5 +113,12 @@ int ckdir_digest(int dfd, char **out);
  * say which); ERR names the first difference.
  */
 int ckdir_verify(int dfd, const char *digest, char *err, size_t errlen);
+/*
+ * The same for the files whose names SKIP does not match (SKIP NULL: all):
+ * a lazy restore checks the small images before CRIU and the pages files
+ * while their pages come in (lazy.h).
+ */
+int ckdir_verify_some(int dfd, const char *digest, bool (*skip)(const char *name), char *err,
+                      size_t errlen);
 
 #endif

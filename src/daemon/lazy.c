@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <linux/kcmp.h>
 #include <poll.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ckdir.h"
 #include "hostprobe.h"
 #include "jobgroup.h"
 #include "log.h"
@@ -79,6 +81,16 @@ bool lazy_pending(const char *job)
 		found = !strcmp(p->job, job);
 	pthread_mutex_unlock(&pend_lock);
 	return found;
+}
+
+bool lazy_is_pages(const char *name)
+{
+	return !fnmatch("pages-*.img", name, 0);
+}
+
+static bool not_pages(const char *name)
+{
+	return !lazy_is_pages(name);
 }
 
 /* Remove DIR and the plain files in it (what `extract` writes: no subdirectories). */
@@ -329,6 +341,11 @@ static void release(struct lazy *lz)
 	if (lz->images[0])
 		rm_flat_dir(lz->images);
 	lz->images[0] = '\0';
+	if (lz->ckfd >= 0)
+		close(lz->ckfd);
+	lz->ckfd = -1;
+	free(lz->digest);
+	lz->digest = NULL;
 }
 
 void lazy_abort(struct lazy *lz)
@@ -370,6 +387,9 @@ static long tree_rss_kb(pid_t root)
 struct watch {
 	struct lazy lz;
 	struct jobref ref;
+	pthread_t checker;
+	bool checking;
+	char bad[512]; /* the pages files' check failed: why */
 };
 
 static void kill_job(struct watch *w)
@@ -414,12 +434,36 @@ static bool watch_daemon(struct lazy *lz, char *why, size_t len)
 	return false;
 }
 
+/* The pages files against the digest, while their pages come in; the job dies on a difference. */
+static void *check_pages(void *arg)
+{
+	struct watch *w = arg;
+	char why[400];
+
+	if (!ckdir_verify_some(w->lz.ckfd, w->lz.digest, not_pages, why, sizeof(why)))
+		return NULL;
+	kill_job(w);
+	snprintf(w->bad, sizeof(w->bad), "%s", why);
+	log_err("job %s: its checkpoint's pages do not match what was dumped (%s): the job "
+	        "was killed",
+	        w->ref.id, why);
+	return NULL;
+}
+
 static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
 	char why[128] = "";
+	bool ok;
 
-	if (watch_daemon(&w->lz, why, sizeof(why))) {
+	w->checking = w->lz.digest && w->lz.ckfd >= 0 &&
+	              !pthread_create(&w->checker, NULL, check_pages, w);
+	ok = watch_daemon(&w->lz, why, sizeof(why));
+	if (w->checking)
+		pthread_join(w->checker, NULL);
+	if (ok && w->bad[0]) {
+		/* check_pages killed the job and said why */
+	} else if (ok) {
 		log_info("job %s: lazy restore complete: every page is in (%llu ms after the "
 		         "lazy-pages daemon started)",
 		         w->ref.id, (unsigned long long)(now_ms() - w->lz.t_start));
@@ -479,11 +523,13 @@ static int start_watch(struct lazy *lz, pid_t pid, uint64_t start)
 		free(w);
 		return -1;
 	}
-	/* The watch owns the daemon, its fds and the images now. */
+	/* The watch owns the daemon, its fds, the images and the digest now. */
 	lz->pid = 0;
 	lz->pidfd = -1;
 	lz->nheld = 0;
 	lz->images[0] = '\0';
+	lz->digest = NULL;
+	lz->ckfd = -1;
 	return 0;
 }
 
@@ -507,6 +553,10 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 	}
 	if (!why[0] && exited && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 		status_str(status, why, sizeof(why));
+	/* Every page came before the job ran: check the pages files now. */
+	if (!why[0] && exited && lz->digest && lz->ckfd >= 0 &&
+	    ckdir_verify_some(lz->ckfd, lz->digest, not_pages, why, sizeof(why)))
+		lz->pid = 0;
 	if (why[0]) {
 		if (!jobgroup_signal(&ref, SIGKILL))
 			proc_tree_signal(pid, SIGKILL);

@@ -47,7 +47,19 @@ struct lazy {
 	int timeout_s;     /* no-progress bound for the daemon; 0: none */
 	uid_t uid;         /* whose CRIU restores (connects to the daemon's socket) */
 	gid_t gid;
+	char *digest;      /* the checkpoint's recorded digest (malloc'ed), or NULL ... */
+	int ckfd;          /* ... and its directory: the pages files are checked against
+	                    * it while their pages come in; -1: none */
 };
+
+/*
+ * A lazy restore checks the recorded digest of every file but the pages
+ * files before CRIU runs (reading 2 GiB of pages first would defeat it), and
+ * the pages files on a thread of the watch while the pages come in: if one
+ * differs from the dump, the job is killed. (The core images, which give the
+ * job its credentials, are among those checked first.)
+ */
+bool lazy_is_pages(const char *name);
 
 /* Is a lazy restore of JOB still filling its memory (its daemon running)? */
 bool lazy_pending(const char *job);
@@ -74,7 +86,8 @@ int lazy_restore_args(char **argv, int n);
 
 /*
  * The restore succeeded: PID (started at START) is the restored tree's top,
- * left stopped. Take hold of the daemon's userfaultfds, start the watch, and
+ * left stopped. Take hold of the daemon's userfaultfds, start the watch (and
+ * the pages files' check, with LZ->digest and LZ->ckfd, which it takes), and
  * resume the tree. On failure the tree is killed, the daemon too, and -1
  * returned with ERR set. On success LZ is the watch's (do not touch it again)
  * and *INFO gets {"pid", "log", "resident_kb"} for the reply.

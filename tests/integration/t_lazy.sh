@@ -99,7 +99,19 @@ out=$(sd restore job l1 --lazy 2>&1)
 check refused_running grep -q "is running" <<<"$out"
 sd kill l1 >/dev/null
 
-# 7. A user's job: restored as its owner (CRIU --unprivileged) from a plain
+# 7. A pages file changed after the dump: the small images are checked before
+# CRIU and pass, the pages files while the pages come in: the job is killed.
+CASE=pages_changed
+wait_for 20 test "$(job_status l1)" != JOB_RUNNING || die "l1 still running"
+wait_for 20 test ! -d "/proc/$pid" || die "pid $pid not freed"
+pf=$(ls "$T/plain"/pages-*.img | head -1)
+printf 'X' | dd of="$pf" bs=1 seek=123456 conv=notrunc status=none
+sd restore job l1 -d "$T/plain" --lazy --json >"$T/c.json" 2>&1
+check pages_changed_killed wait_for 30 dead "$pid"
+check pages_changed_logged wait_for 10 grep -q "job l1: its checkpoint's pages do not match" \
+	"$STASIS_STATE_DIR/stasisd.log"
+
+# 8. A user's job: restored as its owner (CRIU --unprivileged) from a plain
 # checkpoint; the lazy-pages daemon is root's. A streamed one is refused.
 CASE=owner
 U=stasis_lazy_u
