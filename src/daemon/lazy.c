@@ -122,7 +122,9 @@ static int fail(char *err, size_t len, const char *fmt, ...)
 int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
                  char *err, size_t errlen)
 {
-	char *argv[] = {(char *)streamer, "-D", (char *)src_dir, "extract", lz->images, NULL};
+	/* A scratch copy: not synced (it goes with the restore; a crash ends the job anyway). */
+	char *argv[] = {(char *)streamer, "-D",      (char *)src_dir, "--no-sync",
+	                "extract",        lz->images, NULL};
 	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd = -1, .keep_fd2 = keep_fd,
 	                       .umask = 077, .new_pgroup = true};
 	char logpath[4200], desc[64], last[512];

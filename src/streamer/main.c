@@ -49,6 +49,8 @@ static void usage(FILE *f)
 	        "  -f, --force            capture: replace a checkpoint already in DIR\n"
 	        "      --verify           inspect: decompress and check every checksum\n"
 	        "      --json             inspect: output JSON\n"
+	        "      --no-sync          extract: do not make the files durable (a scratch\n"
+	        "                         copy; a crash may leave them incomplete)\n"
 	        "  -v, --verbose          more messages (repeat for debug)\n"
 	        "  -h, --help             this help\n"
 	        "\n"
@@ -70,7 +72,7 @@ static int parse_int(const char *s, long min, long max, long *out)
 
 static int parse_args(int argc, char **argv, struct opts *o, const struct command **cmd)
 {
-	enum { OPT_READY = 256, OPT_PROGRESS, OPT_VERIFY, OPT_JSON, OPT_CHUNK };
+	enum { OPT_READY = 256, OPT_PROGRESS, OPT_VERIFY, OPT_JSON, OPT_CHUNK, OPT_NO_SYNC };
 	static const struct option lopts[] = {
 	        {"dir", required_argument, NULL, 'D'},
 	        {"shards", required_argument, NULL, 'n'},
@@ -81,6 +83,7 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 	        {"force", no_argument, NULL, 'f'},
 	        {"verify", no_argument, NULL, OPT_VERIFY},
 	        {"json", no_argument, NULL, OPT_JSON},
+	        {"no-sync", no_argument, NULL, OPT_NO_SYNC},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -128,6 +131,9 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 			break;
 		case OPT_JSON:
 			o->json = true;
+			break;
+		case OPT_NO_SYNC:
+			o->no_sync = true;
 			break;
 		case 'v':
 			verbose++;

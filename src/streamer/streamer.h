@@ -29,6 +29,7 @@ struct opts {
 	bool force;
 	bool verify;
 	bool json;
+	bool no_sync; /* extract: leave the files to the page cache (a scratch copy) */
 };
 
 int cmd_capture(const struct opts *o);
