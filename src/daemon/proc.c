@@ -489,19 +489,23 @@ bool pid_in_use(pid_t pid, char *who, size_t wholen)
 	return used;
 }
 
-/* Walk ROOT's descendants (children found through /proc), deepest first, then ROOT. */
-static void tree_walk(pid_t root, void (*fn)(pid_t, void *), void *arg)
+/*
+ * Append the children of PID (every thread's children list) to V[*N..MAX).
+ * Returns false once V is full.
+ */
+static bool add_children(pid_t pid, pid_t *v, size_t *n, size_t max)
 {
 	char path[320], *text = NULL, *p, *end;
 	struct dirent *t;
 	DIR *tasks;
+	bool room = true;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)root);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	tasks = opendir(path);
-	while (tasks && (t = readdir(tasks))) {
+	while (room && tasks && (t = readdir(tasks))) {
 		if (t->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)root, t->d_name);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)pid, t->d_name);
 		if (read_file(path, &text, NULL))
 			continue;
 		for (p = text; *p; p = end) {
@@ -509,13 +513,52 @@ static void tree_walk(pid_t root, void (*fn)(pid_t, void *), void *arg)
 
 			if (end == p)
 				break;
-			tree_walk((pid_t)child, fn, arg);
+			if (*n == max) {
+				room = false;
+				break;
+			}
+			v[(*n)++] = (pid_t)child;
 		}
 		free(text);
 	}
 	if (tasks)
 		closedir(tasks);
-	fn(root, arg);
+	return room;
+}
+
+/*
+ * ROOT and its descendants, breadth first, into V (at most MAX): a loop over
+ * a flat array, never recursion, so a chain of any depth costs the daemon's
+ * stack nothing and its heap at most MAX PIDs. Parents come before their
+ * children, so read backwards V is deepest first.
+ */
+static size_t tree_collect(pid_t root, pid_t *v, size_t max)
+{
+	size_t n = 0;
+
+	if (max == 0)
+		return 0;
+	v[n++] = root;
+	for (size_t next = 0; next < n; next++)
+		if (!add_children(v[next], v, &n, max))
+			break;
+	return n;
+}
+
+/* Call FN on ROOT's descendants, deepest first, then ROOT (PROC_TREE_MAX at most). */
+static void tree_walk(pid_t root, void (*fn)(pid_t, void *), void *arg)
+{
+	pid_t *v = malloc(PROC_TREE_MAX * sizeof(*v));
+	size_t n;
+
+	if (!v) {
+		fn(root, arg);
+		return;
+	}
+	n = tree_collect(root, v, PROC_TREE_MAX);
+	while (n--)
+		fn(v[n], arg);
+	free(v);
 }
 
 static void signal_one(pid_t pid, void *arg)
@@ -528,25 +571,18 @@ void proc_tree_signal(pid_t root, int sig)
 	tree_walk(root, signal_one, &sig);
 }
 
-struct pid_list {
-	pid_t *v;
-	size_t n, max;
-};
-
-static void collect_one(pid_t pid, void *arg)
-{
-	struct pid_list *l = arg;
-
-	if (l->n < l->max)
-		l->v[l->n++] = pid;
-}
-
 size_t proc_tree_pids(pid_t root, pid_t *out, size_t max)
 {
-	struct pid_list l = {out, 0, max};
+	size_t n = tree_collect(root, out, max);
 
-	tree_walk(root, collect_one, &l);
-	return l.n;
+	/* Deepest first, ROOT last, as callers expect. */
+	for (size_t i = 0; i < n / 2; i++) {
+		pid_t t = out[i];
+
+		out[i] = out[n - 1 - i];
+		out[n - 1 - i] = t;
+	}
+	return n;
 }
 
 bool proc_wait_gone(const pid_t *pids, size_t n, int timeout_ms)

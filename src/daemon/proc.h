@@ -99,10 +99,18 @@ bool proc_is(pid_t pid, uint64_t start);
  */
 bool pid_in_use(pid_t pid, char *who, size_t wholen);
 
-/* Send SIG to ROOT and all its descendants (children first found through /proc). */
+/*
+ * The largest process tree a walk visits. Walks are loops over a heap array of
+ * this many PIDs, never recursion: a chain of any depth is safe for the daemon.
+ */
+#define PROC_TREE_MAX 65536
+
+/* Send SIG to ROOT and all its descendants (children first found through /proc;
+ * the first PROC_TREE_MAX breadth first). */
 void proc_tree_signal(pid_t root, int sig);
 
-/* Store up to MAX PIDs of ROOT's tree (descendants first, ROOT last); returns the count. */
+/* Store up to MAX PIDs of ROOT's tree (taken breadth first from ROOT, stored
+ * descendants first, ROOT last); returns the count. */
 size_t proc_tree_pids(pid_t root, pid_t *out, size_t max);
 
 /*

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "proc.h"
 #include "util.h"
 
 struct prog {
@@ -106,30 +107,14 @@ static uint64_t rss_of(pid_t pid)
 
 uint64_t tree_rss(pid_t pid)
 {
-	char path[320], *text = NULL, *p, *end;
-	uint64_t sum = rss_of(pid);
-	DIR *tasks;
-	struct dirent *t;
+	/* proc_tree_pids loops over a bounded array: no recursion on our stack. */
+	pid_t *v = malloc(PROC_TREE_MAX * sizeof(*v));
+	size_t n = v ? proc_tree_pids(pid, v, PROC_TREE_MAX) : 0;
+	uint64_t sum = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-	tasks = opendir(path);
-	while (tasks && (t = readdir(tasks))) {
-		if (t->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%d/task/%s/children", (int)pid, t->d_name);
-		if (read_file(path, &text, NULL))
-			continue;
-		for (p = text; *p; p = end) {
-			long child = strtol(p, &end, 10);
-
-			if (end == p)
-				break;
-			sum += tree_rss((pid_t)child);
-		}
-		free(text);
-	}
-	if (tasks)
-		closedir(tasks);
+	for (size_t i = 0; i < n; i++)
+		sum += rss_of(v[i]);
+	free(v);
 	return sum;
 }
 
