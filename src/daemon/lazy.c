@@ -407,7 +407,7 @@ static void kill_job(struct watch *w)
  */
 static bool watch_daemon(struct lazy *lz, char *why, size_t len)
 {
-	uint64_t last = watchdog_group_activity(lz->pid), moved = now_ms();
+	uint64_t last = watchdog_proc_activity(lz->pid), moved = now_ms();
 	int status = 0;
 
 	for (;;) {
@@ -418,7 +418,7 @@ static bool watch_daemon(struct lazy *lz, char *why, size_t len)
 			break;
 		grab(lz);
 		now = now_ms();
-		a = watchdog_group_activity(lz->pid);
+		a = watchdog_proc_activity(lz->pid);
 		if (a != last) {
 			last = a;
 			moved = now;

@@ -258,9 +258,12 @@ static void kill_and_reap(pid_t pid, int *status)
 
 
 
-uint64_t watchdog_group_activity(pid_t pgid)
+uint64_t watchdog_proc_activity(pid_t pid)
 {
-	return groups_activity(pgid, -1);
+	uint64_t cpu = 0;
+
+	/* One process: its own counters, not a scan of every process on the host. */
+	return proc_group(pid, &cpu) > 0 ? cpu + proc_io(pid) : 0;
 }
 
 void watchdog_kill_group(pid_t pgid, int *status)

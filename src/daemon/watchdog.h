@@ -64,11 +64,12 @@ enum watchdog_end watchdog_wait(const struct watchdog *w, int *status, char *why
 
 /*
  * A CRIU helper that outlives its operation (the lazy-pages daemon, lazy.h) is
- * watched by its owner with these: the activity of its process group PGID
- * (changes while it makes progress), and its end: SIGKILL to its group,
- * reaped (its wait status into *STATUS when not NULL).
+ * watched by its owner with these: the activity of that one process PID (its
+ * CPU time and I/O counters: they change while it makes progress), and its
+ * end: SIGKILL to its group PGID, reaped (its wait status into *STATUS when
+ * not NULL).
  */
-uint64_t watchdog_group_activity(pid_t pgid);
+uint64_t watchdog_proc_activity(pid_t pid);
 void watchdog_kill_group(pid_t pgid, int *status);
 
 /* The last non-empty line of NAME in DFD (at most LEN-1 bytes), or "". */
