@@ -26,6 +26,10 @@
 #   hosts_bridge HUB HOST...           a bridge in HUB joining HUB and every HOST (a
 #                                      small network of several hosts, like a switch)
 #   host_mount NAME SRC DST            bind SRC over DST in NAME's mount namespace only
+#   host_take_pid NAME PID             a process of NAME holds PID (NAME's numbering; it
+#                                      is its own session: `host_exec NAME kill PID` frees it)
+#   host_pid_holder NAME PID           a process of NAME whose PID, group or session is
+#                                      PID (nothing if PID is free for a restore)
 #   hosts_down                         kill every host (registered with at_exit)
 #   migration_pair, job_pid, job_status  the setup and queries of t_migrate_*.sh
 # Everything about a host lives in $T/hosts/NAME (daemon.log, lib/, ...).
@@ -82,6 +86,48 @@ host_up() {
 host_pid_base() {
 	host_exec "$1" sh -c "echo $2 >/proc/sys/kernel/ns_last_pid"
 }
+
+# host_take_pid HOST PID: set the next PID just below PID and fork until the
+# child gets it; that child (a sleep, a session of its own) holds it.
+host_take_pid() {
+	[ -f "$T/take.py" ] || cat >"$T/take.py" <<'PY'
+import os, sys
+target = int(sys.argv[1])
+for _ in range(300):
+    if os.path.exists('/proc/%d' % target):
+        sys.exit(1)
+    with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
+        f.write(str(target - 1))
+    pid = os.fork()
+    if pid == 0:
+        if os.getpid() == target:
+            os.setsid()
+            os.execv('/bin/sleep', ['sleep', '1000'])
+        os._exit(0)
+    os.waitpid(pid, 0)
+    if pid == target:
+        sys.exit(0)
+sys.exit(1)
+PY
+	host_bg "$1" "$T/take.out" $PY "$T/take.py" "$2" || return 1
+	track_pid "$host_bg_pid"
+	wait_for 10 host_exec "$1" sh -c "test \"\$(cat /proc/$2/comm 2>/dev/null)\" = sleep"
+}
+
+# host_pid_holder HOST PID: what keeps a restore from giving PID back on HOST.
+host_pid_holder() {
+	host_exec "$1" $PY -c 'import os, sys
+for d in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        st = open("/proc/%s/stat" % d).read()
+    except OSError:
+        continue
+    pgrp, sid = st[st.rindex(")") + 2:].split()[2:4]
+    if sys.argv[1] in (d, pgrp, sid):
+        print(d)
+        break' "$2"
+}
+host_pid_free() { [ -z "$(host_pid_holder "$1" "$2")" ]; }
 
 host_init() { cat "$T/hosts/$1/init.pid"; }
 host_ip() { cat "$T/hosts/$1/ip"; }

@@ -125,6 +125,7 @@ struct op {
 	int log_dfd;          /* CRIU's log is LOG_NAME in LOG_DFD (the watchdog reads it) */
 	const char *log_name;
 	bool cut_off;         /* the watchdog killed CRIU (stalled or cancelled) */
+	char **ns_args;       /* a pid-ns job: CRIU's options for its mounts (pidns.h) */
 	char *err;
 	size_t errlen;
 };
@@ -269,6 +270,7 @@ static void op_end(struct op *op)
 	watchdog_op_end(op->job.id);
 	jobs_busy_end(op->job.id);
 	job_free(&op->job);
+	pidns_args_free(op->ns_args);
 }
 
 /* Start `stasis-streamer -D DIR ... MODE` and wait until it listens. */
@@ -565,13 +567,32 @@ static int prepare_dump_dir(struct op *op, const struct creds *caller, struct du
 	return 0;
 }
 
-static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char *pidbuf,
-                           json_t *opts)
+/*
+ * CRIU's argv: MAX_ARGS slots for the usual options, plus those naming a
+ * pid-ns job's mounts, as many as it has (op->ns_args, set first). NULL: no memory.
+ */
+static char **alloc_argv(const struct op *op)
 {
+	return calloc(MAX_ARGS + pidns_args_count(op->ns_args), sizeof(char *));
+}
+
+/* Append the pid-ns job's mount options (op->ns_args) to ARGV at N. */
+static int add_ns_args(const struct op *op, char **argv, int n)
+{
+	for (size_t i = 0; op->ns_args && op->ns_args[i]; i++)
+		argv[n++] = op->ns_args[i];
+	return n;
+}
+
+static char **build_dump_argv(struct op *op, struct dump_req *d, char *pidbuf, json_t *opts)
+{
+	char **argv = alloc_argv(op);
 	int n = 0;
 	size_t i;
 	json_t *v;
 
+	if (!argv)
+		return NULL;
 	snprintf(pidbuf, 16, "%d", op->job.pid);
 	argv[n++] = (char *)cfg.criu;
 	argv[n++] = "dump";
@@ -615,14 +636,27 @@ static int build_dump_argv(struct op *op, struct dump_req *d, char **argv, char 
 	}
 	if (d->stream)
 		argv[n++] = "--stream";
-	if (op->job.pidns)
-		n = pidns_dump_args(argv, n);
+	n = add_ns_args(op, argv, n);
 	if (op->job.gpu && gpu_criu_libdir(cfg.state_dir)) {
 		argv[n++] = "-L"; /* no CRIU plugin joins in: the daemon drives the GPU */
 		argv[n++] = (char *)gpu_criu_libdir(cfg.state_dir);
 	}
 	argv[n] = NULL;
-	return n;
+	return argv;
+}
+
+/* A pid-ns job's mounts, named for CRIU (pidns.h) and recorded in OPTS. */
+static int dump_ns_args(struct op *op, json_t *opts)
+{
+	int ret;
+
+	if (!op->job.pidns)
+		return 0;
+	ret = pidns_dump_args(op->job.pid, opts, &op->ns_args);
+	if (ret)
+		return fail(op, 500, "prepare: cannot list the mounts of job %s: %s", op->job.id,
+		            strerror(-ret));
+	return 0;
 }
 
 /* After a failure: a job CRIU left stopped goes on running. */
@@ -875,7 +909,7 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 	struct gpu_host gpu_host;
 	struct gpu_stats gpu_st;
 	bool gpu_suspended = false;
-	char *argv[MAX_ARGS], pidbuf[16], desc[128];
+	char **argv = NULL, pidbuf[16], desc[128];
 	json_t *opts = json_array();
 	int code, status;
 
@@ -898,6 +932,11 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		code = prepare_dump_dir(&op, caller, &d);
 	if (!code)
 		code = op_lock(&op);
+	if (!code)
+		code = dump_ns_args(&op, opts);
+	op.stop_after = !d.leave_running && !d.leave_stopped;
+	if (!code && !(argv = build_dump_argv(&op, &d, pidbuf, opts)))
+		code = fail(&op, 500, "prepare: out of memory");
 	if (!code && d.stream)
 		code = start_streamer(&op, "capture", d.stream, d.codec, d.force);
 	if (code)
@@ -906,8 +945,6 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		code = 500;
 		goto out;
 	}
-	op.stop_after = !d.leave_running && !d.leave_stopped;
-	build_dump_argv(&op, &d, argv, pidbuf, opts);
 	snprintf(op.rec.op, sizeof(op.rec.op), "dump");
 	op.rec.leave_running = d.leave_running || d.leave_stopped;
 	op.rec.stream = d.stream;
@@ -981,6 +1018,7 @@ out:
 	json_decref(opts);
 	op_end(&op);
 	free(op.rec.criu_opts);
+	free(argv);
 	return code;
 }
 
@@ -1354,15 +1392,41 @@ static void streamer_error(struct op *op, const char *mode, char *out, size_t le
 	close(fd);
 }
 
-static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, const char *work,
-                         char *pidfile, char **argv)
+/*
+ * A pid-ns job's restore options (pidns.h): the mounts its dump named, at the
+ * same mount points of this host.
+ */
+static int restore_ns_args(struct op *op, const struct ckpt *c)
+{
+	json_t *opts;
+	int ret;
+
+	if (!op->job.pidns)
+		return 0;
+	opts = json_loads(c->criu_opts ? c->criu_opts : "[]", 0, NULL);
+	ret = pidns_restore_args(opts, &op->ns_args);
+	json_decref(opts);
+	if (ret == -EINVAL)
+		return fail(op, 400, "%s: its record names a mount CRIU cannot be given", op->dir);
+	if (ret)
+		return fail(op, 500, "prepare: %s", strerror(-ret));
+	return 0;
+}
+
+static char **restore_argv(struct op *op, const struct ckpt *c, bool streamed, const char *work,
+                           char *pidfile)
 {
 	json_t *opts = json_loads(c->criu_opts ? c->criu_opts : "[]", 0, NULL);
 	static const char *const known[] = {"--tcp-established", "--tcp-close", "--file-locks"};
+	char **argv = alloc_argv(op);
 	int n = 0;
 	size_t i;
 	json_t *v;
 
+	if (!argv) {
+		json_decref(opts);
+		return NULL;
+	}
 	argv[n++] = (char *)cfg.criu;
 	argv[n++] = "restore";
 	argv[n++] = "-D";
@@ -1390,8 +1454,7 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	}
 	if (streamed)
 		argv[n++] = "--stream";
-	if (op->job.pidns)
-		n = pidns_restore_args(argv, n);
+	n = add_ns_args(op, argv, n);
 	if (op->inh_fd > 2) {
 		argv[n++] = "--inherit-fd";
 		argv[n++] = op->inh_arg;
@@ -1402,6 +1465,7 @@ static void restore_argv(struct op *op, const struct ckpt *c, bool streamed, con
 	}
 	argv[n] = NULL;
 	json_decref(opts);
+	return argv;
 }
 
 /*
@@ -1550,7 +1614,7 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	struct op op = {.err = err, .errlen = errlen, .origin = origin};
 	struct ckpt c = {0};
 	const char *dir = NULL;
-	char *argv[MAX_ARGS], work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
+	char **argv = NULL, work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
 	bool recorded = false, streamed = false;
 	struct gpu_remap gpu_remap;
 	int code, stream = 0, status, gpu_nprocs = 0, lazy = 0;
@@ -1589,6 +1653,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	if (!code && op.job.gpu)
 		code = gpu_restore_check(&op, &gpu_remap, &gpu_nprocs);
 	if (!code)
+		code = restore_ns_args(&op, &c);
+	if (!code)
 		code = make_workdir(&op, work, sizeof(work));
 	if (!code && lazy)
 		code = lazy_begin(&op, &lz, &streamed, work, recorded ? c.digest : NULL);
@@ -1601,7 +1667,11 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	/* CRIU, maybe the owner's, reaches its work dir through the fd it inherits. */
 	snprintf(wpath, sizeof(wpath), "/proc/self/fd/%d", op.wfd);
 	snprintf(pidfile, sizeof(pidfile), "%s/restore.pid", wpath);
-	restore_argv(&op, &c, streamed, wpath, pidfile, argv);
+	argv = restore_argv(&op, &c, streamed, wpath, pidfile);
+	if (!argv) {
+		code = fail(&op, 500, "prepare: out of memory");
+		goto out;
+	}
 	if (lazy)
 		lazy_argv(argv);
 	op.restoring = true;
@@ -1666,6 +1736,7 @@ out:
 	if (op.inh_fd > 2)
 		close(op.inh_fd);
 	op_end(&op);
+	free(argv);
 	return code;
 }
 

@@ -8,31 +8,6 @@
 . "$TESTS_DIR/netns-hosts.sh"
 
 migration_pair
-# host_take_pid HOST PID: a process of HOST holds PID (HOST's numbering).
-cat >"$T/take.py" <<'PY'
-import os, sys
-target = int(sys.argv[1])
-for _ in range(300):
-    if os.path.exists('/proc/%d' % target):
-        sys.exit(1)
-    with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
-        f.write(str(target - 1))
-    pid = os.fork()
-    if pid == 0:
-        if os.getpid() == target:
-            os.setsid()
-            os.execv('/bin/sleep', ['sleep', '1000'])
-        os._exit(0)
-    os.waitpid(pid, 0)
-    if pid == target:
-        sys.exit(0)
-sys.exit(1)
-PY
-host_take_pid() {
-	host_bg "$1" "$T/take.out" $PY "$T/take.py" "$2" || return 1
-	track_pid "$host_bg_pid"
-	wait_for 10 host_exec "$1" sh -c "test \"\$(cat /proc/$2/comm 2>/dev/null)\" = sleep"
-}
 field() { host_stasis "$1" ps --json 2>/dev/null | $PY -c 'import json,sys
 for j in json.load(sys.stdin):
     if j["id"] == sys.argv[1]: print(j.get(sys.argv[2]))' "$2" "$3"; }
@@ -48,6 +23,11 @@ verified_on() {
 	log_of "$h" "$id" | grep '^verify ' | tail -1 | grep -q ' ok$'
 }
 migrate() { host_stasis "$1" migrate job "$2" --to "$3" --token-file "$T/token" 2>&1; }
+# names_mount HOST ID MP: HOST's latest checkpoint of ID named mount point MP for CRIU.
+names_mount() { host_stasis "$1" checkpoints --json "$2" 2>/dev/null | $PY -c 'import json,sys
+print("mnt:" + sys.argv[1] in json.load(sys.stdin)[-1]["criu_opts"])' "$3" | grep -qx True; }
+# quiet HOST ID: ID's log on HOST no longer grows (the job writes elsewhere now).
+quiet() { local n; n=$(ticks "$1" "$2"); sleep 1; [ "$(ticks "$1" "$2")" = "$n" ]; }
 
 host_stasis a exec --id pj -w "$T/work" --pid-ns -- "exec $HELPERS/memhog --size 32M" \
 	>/dev/null || die "exec"
@@ -65,6 +45,10 @@ if out=$(migrate a pj "$TARGET"); then
 	check pidns_migrate_still_pid_ns test "$(field b pj pid_ns)" = True
 	check pidns_migrate_verifies verified_on b pj
 	check pidns_migrate_ticks wait_for 10 ticking b pj
+	# Each host has its own /var/lib/stasis (a bind of another directory): the
+	# job's mount there is named by its mount point, not by where it came from.
+	check pidns_migrate_names_mount names_mount b pj /var/lib/stasis
+	check pidns_migrate_source_log_quiet quiet a pj
 	check pidns_migrate_source_migrated test "$(field a pj status)" = JOB_MIGRATED
 	# Back to a, where its old PID is now held by another process.
 	host_take_pid a "$apid" || die "cannot take pid $apid on a"
@@ -76,6 +60,7 @@ if out=$(migrate a pj "$TARGET"); then
 		check pidns_back_new_pid test "$(field a pj pid)" != "$apid"
 		check pidns_back_verifies verified_on a pj
 		check pidns_back_ticks wait_for 10 ticking a pj
+		check pidns_back_b_log_quiet quiet b pj
 		check pidns_back_migrated_on_b test "$(field b pj status)" = JOB_MIGRATED
 	else
 		fail "$CASE ($out)"

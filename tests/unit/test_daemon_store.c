@@ -344,6 +344,69 @@ TEST(ckdir_lock_refuses_writers_and_links)
 	close(dfd);
 }
 
+TEST(pidns_names_mounts_by_mount_point)
+{
+	const char *host = "20 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+	                   "21 20 0:5 / /proc rw - proc proc rw\n"
+	                   "22 20 8:1 /srv/a/lib /var/lib/stasis rw - ext4 /dev/sda1 rw\n"
+	                   "23 20 0:30 / /mnt/a\\040b]c rw - tmpfs t rw\n"
+	                   "24 20 0:31 / /mnt/x:y rw - tmpfs t rw\n";
+	const char *job = "30 29 8:1 / / rw - ext4 /dev/sda1 rw\n"
+	                  "31 30 8:1 /srv/a/lib /var/lib/stasis rw - ext4 /dev/sda1 rw\n"
+	                  "32 30 0:30 / /mnt/a\\040b]c rw - tmpfs t rw\n"
+	                  "33 30 0:31 / /mnt/x:y rw - tmpfs t rw\n"
+	                  "34 30 0:32 / /mnt/x:y rw - tmpfs t rw\n"
+	                  "35 30 0:40 / /scratch rw - tmpfs t rw\n"
+	                  "36 30 0:41 / /proc rw - proc proc rw";
+	json_t *opts = json_array();
+	char **args = NULL, *s;
+
+	/* A usual path is its own key; what CRIU's syntax cannot hold is %XX. */
+	s = pidns_mount_key("/var/lib/stasis");
+	CHECK_EQ_STR(s, "/var/lib/stasis");
+	free(s);
+	s = pidns_mount_key("/mnt/a b]c");
+	CHECK_EQ_STR(s, "/mnt/a%20b%5Dc");
+	free(s);
+	s = pidns_key_mount("/mnt/a%20b%5Dc");
+	CHECK_EQ_STR(s, "/mnt/a b]c");
+	free(s);
+	CHECK(!pidns_key_mount("mnt"));
+	CHECK(!pidns_key_mount("/a]b"));
+	CHECK(!pidns_key_mount("/a%2"));
+	CHECK(!pidns_key_mount("/a%00"));
+
+	/* The host's mount points, once each; not the root, /proc or the job's own. */
+	CHECK_EQ_INT(pidns_dump_mounts(job, host, opts, &args), 0);
+	CHECK_EQ_INT(pidns_args_count(args), 4);
+	CHECK_EQ_STR(args[1], "mnt[/var/lib/stasis]:/var/lib/stasis");
+	CHECK_EQ_STR(args[3], "mnt[/mnt/x:y]:/mnt/x%3Ay");
+	CHECK_EQ_INT(json_array_size(opts), 2);
+	pidns_args_free(args);
+
+	/* The restore binds this host's same mount points. */
+	json_array_append_new(opts, json_string("--tcp-established"));
+	CHECK_EQ_INT(pidns_restore_args(opts, &args), 0);
+	CHECK_EQ_INT(pidns_args_count(args), 8);
+	CHECK_EQ_STR(args[3], "mnt[]");
+	CHECK_EQ_STR(args[5], "mnt[/var/lib/stasis]:/var/lib/stasis");
+	CHECK_EQ_STR(args[7], "mnt[/mnt/x%3Ay]:/mnt/x:y");
+	pidns_args_free(args);
+	json_array_append_new(opts, json_string("mnt:/a]b"));
+	CHECK_EQ_INT(pidns_restore_args(opts, &args), -EINVAL);
+	CHECK(!args);
+	json_decref(opts);
+
+	/* No record of its mounts: every mount point of this host, keyed as a dump would. */
+	opts = json_array();
+	CHECK_EQ_INT(pidns_restore_args(opts, &args), 0);
+	CHECK(pidns_args_count(args) >= 4 && pidns_args_count(args) % 2 == 0);
+	for (size_t i = 5; args && i < pidns_args_count(args); i += 2)
+		CHECK(!strncmp(args[i], "mnt[/", 5) && strstr(args[i], "]:/"));
+	pidns_args_free(args);
+	json_decref(opts);
+}
+
 int main(void)
 {
 	char cmd[128];
@@ -364,6 +427,7 @@ int main(void)
 	RUN(ckdir_digest_catches_any_change);
 	RUN(ckdir_digest_fast_kind_verifies);
 	RUN(ckdir_lock_refuses_writers_and_links);
+	RUN(pidns_names_mounts_by_mount_point);
 	ret = unit_report();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);
 	if (system(cmd) != 0)
