@@ -42,10 +42,27 @@ if host_stasis a migrate job cnt --to "$TARGET" --stream 3 --token-file "$T/toke
 	# The log travelled: the target's copy starts with the source's first lines.
 	check migrate_counter_log_travelled sh -c "head -1 '$T/hosts/b/lib/logs/cnt.log' | grep -qx 1"
 	check migrate_counter_no_leftovers no_leftovers
-	# And back: the record it left on a is replaced by the returning job.
+	# And back. Without a PID namespace of its own the job needs its PID on
+	# a again, which any process of a may hold meanwhile: while one does, the
+	# way back is refused, clearly, and the job runs on at b.
+	took=
+	host_take_pid a "$pid" && took=1
+	[ -n "$took" ] || host_pid_holder a "$pid" | grep -q . || die "cannot take pid $pid on a"
 	n=$(last_count b cnt)
 	if host_stasis b migrate job cnt --to "$SOURCE" --token-file "$T/token" >"$T/mb.out" 2>&1
 	then
+		fail "migrate_back_pid_taken (migrated: $(cat "$T/mb.out"))"
+	else
+		check migrate_back_pid_taken grep -q "PID $pid is taken" "$T/mb.out"
+		check migrate_back_refused_runs_on_b wait_for 10 count_grows b cnt "$n"
+	fi
+	# Once it is free there, back it goes with that PID: the record it left on
+	# a is replaced by the returning job.
+	[ -n "$took" ] && host_exec a kill -KILL "$pid"
+	if ! wait_for 20 host_pid_free a "$pid"; then
+		fail "migrate_back (PID $pid stays held on a: $(host_pid_holder a "$pid"))"
+	elif n=$(last_count b cnt) && host_stasis b migrate job cnt --to "$SOURCE" \
+		--token-file "$T/token" >"$T/mb.out" 2>&1; then
 		check migrate_back_running_on_a test "$(job_status a cnt)" = JOB_RUNNING
 		check migrate_back_keeps_pid test "$(job_pid a cnt)" = "$pid"
 		check migrate_back_counts_on wait_for 10 count_grows a cnt "$n"
