@@ -94,7 +94,7 @@ mkdir -p "$T/rootck/victim"
 chmod 0700 "$T/rootck/victim"
 echo secret >"$T/rootck/victim/file"
 as exec -i big -w "$T/a" "exec $PY -c 'import time,sys
-b = bytearray(300 << 20)
+b = bytearray(800 << 20)
 for i in range(0, len(b), 4096): b[i] = 1
 i = 0
 while True:
@@ -104,13 +104,10 @@ wait_for 20 counted_past big 2 || die "big not counting"
 au mkdir -p "$T/a/q"
 as dump job big -d "$T/a/q/victim" >"$T/dump.out" 2>&1 &
 dump_cli=$!
+# Bounded in time, not in tries: on a loaded machine each look is slow.
+user_criu() { criu=$(pgrep -u $uid -x criu | head -1); [ -n "$criu" ]; }
 criu=
-for _ in $(seq 1 400); do
-	criu=$(pgrep -u $uid -x criu | head -1)
-	[ -n "$criu" ] && break
-	sleep 0.01
-done
-[ -n "$criu" ] || die "never saw the user's CRIU"
+wait_for 60 user_criu || die "never saw the user's CRIU"
 asu kill -STOP "$criu" || die "the user cannot stop their CRIU"
 au mv "$T/a/q" "$T/a/q.real"
 au ln -s "$T/rootck" "$T/a/q"
