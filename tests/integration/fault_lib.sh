@@ -132,6 +132,51 @@ print(pid)
 PYEOF
 }
 
+# stop_criu DIR PATTERN: once the dump CRIU of DIR runs, hold it and let it run
+# in 2 ms steps until its DIR/dump.log holds PATTERN; then leave it stopped
+# (SIGSTOP) and print its pid. Found even on a loaded machine. 20 s at most.
+stop_criu() {
+	$PY - "$1" "$2" <<'PYEOF'
+import os, signal, sys, time
+d, pat = os.path.realpath(sys.argv[1]), sys.argv[2].encode()
+end = time.time() + 20
+def criu():
+    for p in os.listdir('/proc'):
+        if not p.isdigit():
+            continue
+        try:
+            args = open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace').split('\0')
+            if not args[0].endswith('criu') or 'dump' not in args:
+                continue
+            a = args[args.index('-D') + 1].replace('/proc/self/', '/proc/%s/' % p)
+            if os.path.realpath(os.readlink(a) if a.startswith('/proc/') else a) == d:
+                return int(p)
+        except (OSError, ValueError, IndexError):
+            continue
+def logged():
+    try:
+        return pat in open(d + '/dump.log', 'rb').read()
+    except OSError:
+        return False
+pid = None
+while time.time() < end and not pid:
+    pid = criu()
+    time.sleep(0.001)
+if not pid:
+    sys.exit(1)
+os.kill(pid, signal.SIGSTOP)
+while time.time() < end and not logged():
+    os.kill(pid, signal.SIGCONT)
+    time.sleep(0.002)
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(0.005)
+if not logged():
+    os.kill(pid, signal.SIGCONT)
+    sys.exit(1)
+print(pid)
+PYEOF
+}
+
 # criu_of DIR OP [TASK]: pid of the CRIU process running OP (dump|restore) on
 # DIR. TASK: the restored task's pid, which carries CRIU's argv for a while
 # and is a sibling of CRIU (--restore-sibling), not its child.

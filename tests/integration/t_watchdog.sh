@@ -12,19 +12,6 @@
 
 daemon_up
 
-# stop_criu DIR PATTERN: wait (20 s at most) until the dump CRIU of DIR has
-# logged PATTERN, then SIGSTOP it and print its pid.
-stop_criu() {
-	local deadline=$(( $(date +%s) + 20 )) p
-	while [ "$(date +%s)" -lt "$deadline" ]; do
-		p=$(criu_of "$1" dump)
-		if [ -n "$p" ] && grep -q "$2" "$1/dump.log" 2>/dev/null; then
-			kill -STOP "$p" && echo "$p" && return 0
-		fi
-		sleep 0.005
-	done
-	return 1
-}
 # running_free PID: alive, not stopped, not traced by anyone.
 running_free() {
 	alive "$1" || return 1
