@@ -32,6 +32,7 @@ static const char schema[] =
         " criu_opts TEXT NOT NULL, size INTEGER NOT NULL, stats TEXT NOT NULL,"
         " digest TEXT NOT NULL, created INTEGER NOT NULL);"
         "CREATE INDEX IF NOT EXISTS checkpoints_job ON checkpoints(job);"
+        "CREATE INDEX IF NOT EXISTS jobs_uid ON jobs(uid);"
         "CREATE TABLE IF NOT EXISTS ops ("
         " job TEXT PRIMARY KEY, op TEXT NOT NULL, dir TEXT NOT NULL, criu_pid INTEGER NOT NULL,"
         " criu_start INTEGER NOT NULL, helper_pid INTEGER NOT NULL, helper_start INTEGER NOT"
@@ -231,9 +232,9 @@ int db_job_insert(const struct job *j)
 	return run(st);
 }
 
-int db_job_list(struct job **out, int *n)
+/* Every row of ST (finalized here) into *OUT. */
+static int job_rows(sqlite3_stmt *st, struct job **out, int *n)
 {
-	sqlite3_stmt *st = prep("SELECT " JOB_COLS " FROM jobs ORDER BY created, id");
 	struct job *v = NULL;
 	int cnt = 0, rc;
 
@@ -251,6 +252,34 @@ int db_job_list(struct job **out, int *n)
 	*out = v;
 	*n = cnt;
 	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int db_job_list(struct job **out, int *n)
+{
+	return job_rows(prep("SELECT " JOB_COLS " FROM jobs ORDER BY created, id"), out, n);
+}
+
+int db_job_list_uid(uid_t uid, struct job **out, int *n)
+{
+	sqlite3_stmt *st = prep("SELECT " JOB_COLS " FROM jobs WHERE uid = ? ORDER BY created, id");
+
+	if (st)
+		sqlite3_bind_int64(st, 1, uid);
+	return job_rows(st, out, n);
+}
+
+int db_job_count_uid(uid_t uid)
+{
+	sqlite3_stmt *st = prep("SELECT COUNT(*) FROM jobs WHERE uid = ?");
+	int n = -EIO;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, uid);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
 }
 
 bool db_job_has_pid(pid_t pid)

@@ -94,6 +94,10 @@ int db_job_get(const char *id, struct job *j);
 int db_job_insert(const struct job *j);
 /* Every job; *out is an array of N jobs (free each, then the array). */
 int db_job_list(struct job **out, int *n);
+/* The jobs of UID only (the query filters: other users' rows are never read). */
+int db_job_list_uid(uid_t uid, struct job **out, int *n);
+/* How many job rows UID has (running or not); -EIO on error. */
+int db_job_count_uid(uid_t uid);
 int db_job_delete(const char *id);
 /* Does any job (whatever its state) have PID as its process? */
 bool db_job_has_pid(pid_t pid);

@@ -22,6 +22,7 @@
 #include "cmdsplit.h"
 #include "gpu.h"
 #include "jobgroup.h"
+#include "limits.h"
 #include "log.h"
 #include "migrate.h"
 #include "pidns.h"
@@ -562,6 +563,11 @@ int jobs_exec(const struct creds *caller, json_t *req, json_t **out, char *err, 
 		snprintf(err, errlen, "job ID '%s' is already in use", j.id);
 		job_free(&j);
 		return 409;
+	}
+	if (limits_job_allowed(j.uid, err, errlen)) {
+		pthread_mutex_unlock(&exec_lock);
+		job_free(&j);
+		return 429;
 	}
 	code = start_job(caller, &j, env, path, err, errlen);
 	if (code) {

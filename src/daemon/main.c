@@ -21,6 +21,7 @@
 #include "gpu.h"
 #include "hostprobe.h"
 #include "jobs.h"
+#include "limits.h"
 #include "log.h"
 #include "recover.h"
 #include "migrate.h"
@@ -52,6 +53,12 @@ static void usage(FILE *f)
 	        "                    CRIU's use of ptrace hardware breakpoints: auto (default)\n"
 	        "                    probes whether this host delivers them; off runs CRIU in\n"
 	        "                    its no-breakpoint mode (env STASIS_CRIU_BREAKPOINTS)\n"
+	        "  --job-limits nofile=S:H,nproc=S:H\n"
+	        "                    limits of users' jobs (default nofile=1024:524288,\n"
+	        "                    nproc=4096:4096; docs/security.md)\n"
+	        "  --max-jobs-per-user N  job records a user may have (default 256)\n"
+	        "  --log-max BYTES   a job log's bound; its oldest part is dropped\n"
+	        "                    (default 64 MiB)\n"
 	        "  --op-timeout S    cut off a dump, restore or migration that makes no\n"
 	        "                    progress for S seconds (default %d; 0: never)\n"
 	        "\n"
@@ -118,6 +125,9 @@ int main(int argc, char **argv)
 	        {"listen", required_argument, NULL, 'L'},
 	        {"token-file", required_argument, NULL, 'T'},
 	        {"migrate-conf", required_argument, NULL, 'M'},
+	        {"job-limits", required_argument, NULL, 'J'},
+	        {"max-jobs-per-user", required_argument, NULL, 'U'},
+	        {"log-max", required_argument, NULL, 'G'},
 	        {"criu-breakpoints", required_argument, NULL, 'B'},
 	        {"op-timeout", required_argument, NULL, 'O'},
 	        {"help", no_argument, NULL, 'h'},
@@ -163,6 +173,18 @@ int main(int argc, char **argv)
 		case 'M':
 			migrate_conf = optarg;
 			break;
+		case 'J':
+			if (limits_set_rlimits(optarg, merr, sizeof(merr))) {
+				log_err("%s", merr);
+				return 2;
+			}
+			break;
+		case 'U':
+			limits_set_jobs_per_user(atoi(optarg));
+			break;
+		case 'G':
+			limits_set_log_max(strtoull(optarg, NULL, 10));
+			break;
 		case 'B':
 			breakpoints = optarg;
 			break;
@@ -200,7 +222,7 @@ int main(int argc, char **argv)
 	if (lock_state(state_abs) < 0)
 		return 1;
 	snprintf(dbpath, sizeof(dbpath), "%s/stasis.db", state_abs);
-	if (db_open(dbpath) || jobs_init(state_abs))
+	if (db_open(dbpath) || jobs_init(state_abs) || limits_start(state_abs))
 		return 1;
 	chmod(dbpath, 0600);
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);

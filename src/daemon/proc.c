@@ -173,6 +173,30 @@ static int place_fd(int fd, int target, int *phase)
 	return dup2(fd, target) < 0 ? -errno : 0;
 }
 
+static struct spawn_rlimit user_rl[8];
+static int n_user_rl;
+
+void spawn_set_user_rlimits(const struct spawn_rlimit *v, int n)
+{
+	n_user_rl = n < (int)ARRAY_SIZE(user_rl) ? n : (int)ARRAY_SIZE(user_rl);
+	memcpy(user_rl, v, (size_t)n_user_rl * sizeof(*v));
+}
+
+/* A user's child: lower its limits to the user bounds (setrlimit only, after fork). */
+static void lower_rlimits(void)
+{
+	for (int i = 0; i < n_user_rl; i++) {
+		struct rlimit cur;
+
+		if (getrlimit(user_rl[i].resource, &cur))
+			continue;
+		if (user_rl[i].hard < cur.rlim_max)
+			cur.rlim_max = user_rl[i].hard;
+		cur.rlim_cur = user_rl[i].soft < cur.rlim_max ? user_rl[i].soft : cur.rlim_max;
+		setrlimit(user_rl[i].resource, &cur);
+	}
+}
+
 static int child_setup(const struct spawn_opts *o, int *phase)
 {
 	int in, out, err, ret, nsout = -1;
@@ -215,6 +239,8 @@ static int child_setup(const struct spawn_opts *o, int *phase)
 		fcntl(o->keep_fd2, F_SETFD, 0);
 	if (o->keep_fd3 > 2)
 		fcntl(o->keep_fd3, F_SETFD, 0);
+	if (o->cr && o->cr->uid != 0)
+		lower_rlimits();
 	if (o->cr) {
 		ret = set_ids(o->cr, o->criu_caps != CRIU_CAPS_NONE, phase);
 		if (!ret && o->criu_caps != CRIU_CAPS_NONE)

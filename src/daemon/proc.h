@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #define CREDS_MAX_GROUPS 64
@@ -59,6 +60,19 @@ struct spawn_opts {
 	bool new_pidns;
 	const char *ns_output;
 };
+
+/* A resource limit every child run as a non-root user gets (at most). */
+struct spawn_rlimit {
+	int resource;
+	rlim_t soft, hard;
+};
+
+/*
+ * Set those limits (limits.h decides them), once, before any thread starts.
+ * spawn() lowers each to min(bound, what the daemon has) in a child whose
+ * creds are a user's, before the ids change.
+ */
+void spawn_set_user_rlimits(const struct spawn_rlimit *v, int n);
 
 /*
  * Fork and exec. Returns 0 with *pid set once the exec succeeded, or -errno
