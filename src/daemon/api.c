@@ -103,8 +103,7 @@ static void h_list(const struct api_req *rq, struct api_resp *rs)
 	int n;
 
 	/* A user's list is filtered by the query: other users' rows are never loaded. */
-	if (rq->caller->uid == 0 ? db_job_list(&v, &n)
-	                         : db_job_list_uid(rq->caller->uid, &v, &n)) {
+	if (rq->caller->uid == 0 ? db_job_list(&v, &n) : db_job_list_uid(rq->caller->uid, &v, &n)) {
 		json_decref(arr);
 		reply_err(rs, 500, "cannot read the job table");
 		return;
