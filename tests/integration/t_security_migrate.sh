@@ -51,19 +51,6 @@ untouched() {
 		! host_exec a grep -q '^State:.*T' "/proc/$(job_pid a "$1")/status" &&
 		[ -z "$(ls -A "$T/hosts/b/lib/received" 2>/dev/null)" ]
 }
-# refused CASE PATTERN CMD...: CMD fails, its message matches PATTERN.
-refused() {
-	local name=$1 pat=$2 out
-	shift 2
-	if out=$("$@" 2>&1); then
-		fail "$name (went through: $out)"
-	elif ! grep -q -- "$pat" <<<"$out"; then
-		fail "$name (unexpected error: $out)"
-	else
-		ok "$name"
-	fi
-}
-
 # ---- source side: no send rule, so no non-root user may send anywhere
 refused deny_default "may not push or migrate" as_user a migrate job uj --to "$TARGET"
 refused deny_own_token "may not push or migrate" \
