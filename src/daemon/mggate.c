@@ -29,7 +29,9 @@ struct slot {
 	uint64_t t_in, t_started;
 };
 
-static struct slot slots[MGGATE_MAX];
+/* Twice the bound: a slot that was cut stays taken until its thread leaves. */
+#define NSLOTS (2 * MGGATE_MAX)
+static struct slot slots[NSLOTS];
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uint64_t last_note, dropped;
 
@@ -81,7 +83,7 @@ static int oldest_evictable(const char *addr, uint64_t now)
 {
 	int best = -1;
 
-	for (int i = 0; i < MGGATE_MAX; i++) {
+	for (int i = 0; i < NSLOTS; i++) {
 		if (!evictable(&slots[i], now) || (addr && strcmp(slots[i].addr, addr)))
 			continue;
 		/* Silent ones go first: they have not even tried. */
@@ -97,7 +99,7 @@ static int make_room(const char *addr, uint64_t now)
 {
 	int from_addr = 0, live = 0, v;
 
-	for (int i = 0; i < MGGATE_MAX; i++) {
+	for (int i = 0; i < NSLOTS; i++) {
 		if (!slots[i].used || slots[i].cut)
 			continue;
 		live++;
@@ -141,7 +143,7 @@ int mggate_enter(int fd, const struct sockaddr *sa, socklen_t salen)
 		return -1;
 	pthread_mutex_lock(&lock);
 	if (!make_room(addr, now))
-		for (int i = 0; i < MGGATE_MAX && slot < 0; i++)
+		for (int i = 0; i < NSLOTS && slot < 0; i++)
 			if (!slots[i].used)
 				slot = i;
 	if (slot >= 0) {
@@ -195,7 +197,7 @@ void mggate_sweep(void)
 	uint64_t now = now_ms();
 
 	pthread_mutex_lock(&lock);
-	for (int i = 0; i < MGGATE_MAX; i++)
+	for (int i = 0; i < NSLOTS; i++)
 		if (slots[i].used && now - slots[i].t_in > MGGATE_HANDSHAKE_MS)
 			cut(&slots[i], "handshake deadline");
 	pthread_mutex_unlock(&lock);
