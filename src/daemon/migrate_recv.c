@@ -36,6 +36,7 @@
 #include "ckdir.h"
 #include "db.h"
 #include "jobs.h"
+#include "limits.h"
 #include "log.h"
 #include "manifest.h"
 #include "migrate_files.h"
@@ -184,6 +185,13 @@ static int rx_job(struct rx *rx)
 			json_decref(j);
 			return -1;
 		}
+	}
+	/* A job that lands is a record of its owner's here: the same bound as exec. */
+	if (!rx->comes_back &&
+	    limits_job_allowed((uid_t)json_integer_value(json_object_get(rx->job, "uid")), rx->err,
+	                       sizeof(rx->err))) {
+		json_decref(j);
+		return -1;
 	}
 	if (!jobs_busy_begin(rx->id, "receive", &cur)) {
 		json_decref(j);

@@ -5,7 +5,8 @@
 # rule names, to a target that has no rule for them, as root or as another
 # user there; a forged job record claims root or groups the user lacks. Every
 # try is refused before anything is dumped or written, and the job runs on.
-# Only what the policies of both hosts allow goes through.
+# Only what the policies of both hosts allow goes through, and a target's
+# bound on jobs per user holds for jobs that land there too.
 . "$(dirname "$0")/../lib.sh"
 . "$TESTS_DIR/netns-hosts.sh"
 
@@ -27,7 +28,8 @@ host_up a 10.77.0.1
 host_up b 10.77.0.2
 hosts_link a b
 host_daemon a --listen "$SOURCE" --token-file "$T/token" --migrate-conf "$T/a.conf"
-host_daemon b --listen "$TARGET" --token-file "$T/token" --migrate-conf "$T/b.conf"
+host_daemon b --listen "$TARGET" --token-file "$T/token" --migrate-conf "$T/b.conf" \
+	--max-jobs-per-user 1
 host_pid_base a 5000
 mkdir -p "$T/work" "$T/uck"
 chmod 0777 "$T/work"
@@ -111,4 +113,9 @@ else
 	fail allowed_migrate
 fi
 check allowed_pid_kept test "$(job_pid b uj)" = "$upid"
+# b lets a user have one job record (--max-jobs-per-user 1): a second one is refused.
+refused target_jobs_per_user "the most this host allows per user" \
+	as_user a migrate job up --to "$TARGET"
+up_untouched() { [ "$(job_status a up)" = JOB_RUNNING ] && [ -z "$(job_status b up)" ]; }
+check target_jobs_per_user_untouched up_untouched
 finish
