@@ -22,7 +22,7 @@
 #include "cmdsplit.h"
 #include "gpu.h"
 #include "jobgroup.h"
-#include "limits.h"
+#include "joblimits.h"
 #include "log.h"
 #include "migrate.h"
 #include "pidns.h"

@@ -21,7 +21,7 @@
 #include "gpu.h"
 #include "hostprobe.h"
 #include "jobs.h"
-#include "limits.h"
+#include "joblimits.h"
 #include "log.h"
 #include "recover.h"
 #include "migrate.h"

@@ -36,7 +36,7 @@
 #include "ckdir.h"
 #include "db.h"
 #include "jobs.h"
-#include "limits.h"
+#include "joblimits.h"
 #include "log.h"
 #include "manifest.h"
 #include "migrate_files.h"

@@ -68,7 +68,7 @@ struct spawn_rlimit {
 };
 
 /*
- * Set those limits (limits.h decides them), once, before any thread starts.
+ * Set those limits (joblimits.h decides them), once, before any thread starts.
  * spawn() lowers each to min(bound, what the daemon has) in a child whose
  * creds are a user's, before the ids change.
  */

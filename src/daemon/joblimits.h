@@ -1,5 +1,5 @@
 /*
- * limits.h - what a user's jobs may hold (docs/security.md, finding 7).
+ * joblimits.h - what a user's jobs may hold (docs/security.md, finding 7).
  *
  * stasisd runs as root with root's limits (open files 1048576, processes
  * unlimited). Everything it starts as a user, the user's jobs and the CRIU it
@@ -21,8 +21,8 @@
  * dropped, so that about half of the bound is kept (whole blocks,
  * FALLOC_FL_COLLAPSE_RANGE; where the file system cannot, the log is emptied).
  */
-#ifndef STASIS_LIMITS_H
-#define STASIS_LIMITS_H
+#ifndef STASIS_JOBLIMITS_H
+#define STASIS_JOBLIMITS_H
 
 #include <stdint.h>
 #include <stddef.h>

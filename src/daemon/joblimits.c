@@ -1,8 +1,8 @@
 /*
- * limits.c - resource limits of users' jobs, jobs per user, log size
- * (contract in limits.h).
+ * joblimits.c - resource limits of users' jobs, jobs per user, log size
+ * (contract in joblimits.h).
  */
-#include "limits.h"
+#include "joblimits.h"
 
 #include <dirent.h>
 #include <errno.h>
