@@ -714,7 +714,7 @@ void jobs_reap_orphans(void)
 		 */
 		if (sid == my_sid || watched_pid(pid) || (pid == sid && db_job_has_pid(pid)))
 			continue;
-		waitpid(pid, NULL, WNOHANG);
+		waitpid(pid, NULL, WNOHANG | __WALL);
 	}
 	pthread_mutex_unlock(&exec_lock);
 	closedir(d);

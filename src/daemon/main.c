@@ -267,8 +267,11 @@ int main(int argc, char **argv)
 	for (;;) {
 		siginfo_t si;
 
-		sig = sigwaitinfo(&set, &si);
-		if (sig == SIGCHLD) {
+		/* A look every few seconds even without SIGCHLD: orphans that a tracer
+		 * (a CRIU that died mid-dump) held when they were handed to us may
+		 * come without one. */
+		sig = sigtimedwait(&set, &si, &(struct timespec){.tv_sec = 5});
+		if (sig == SIGCHLD || (sig < 0 && errno == EAGAIN)) {
 			jobs_reap_orphans();
 		} else if (sig == SIGTERM || sig == SIGINT) {
 			/* Say who asked: a stray kill of a reused PID is otherwise a mystery. */

@@ -12,9 +12,9 @@ DEPTH=20000
 # The daemon's threads get stacks of RLIMIT_STACK: 2 MiB here, as a host may
 # well set. The recursion took ~400 bytes a generation, ~8 MiB for this chain
 # (just enough to survive the default 8 MiB); a loop takes none.
-ulimit -s 2048
+ulimit -Ss 2048
 daemon_up
-ulimit -s 8192
+ulimit -Ss 8192
 # Root's job: a user's job is held to its NPROC limit (finding 7), below this.
 sd exec -i chain -w / "exec $HELPERS/chain $DEPTH" >/dev/null || die "exec chain"
 log=$STASIS_STATE_DIR/logs/chain.log
@@ -57,6 +57,7 @@ check dump_job_runs_on test "$(job_status chain)" = JOB_RUNNING
 sd kill chain --signal KILL >/dev/null 2>&1
 chain_gone() { ! grep -qx chain /proc/[0-9]*/comm 2>/dev/null; }
 check kill_reaches_all wait_for 120 chain_gone
+chain_gone || echo "# left of the chain: $(ps -o stat=,ppid= -C chain | sort | uniq -c | head -5 | tr '\n' ' ') (daemon $DAEMON_PID)"
 check kill_daemon_alive daemon_same
 killed() { [ "$(job_status chain)" = JOB_KILLED ]; }
 check kill_recorded wait_for 20 killed
