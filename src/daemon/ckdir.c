@@ -96,6 +96,22 @@ int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char
 	return 0;
 }
 
+DIR *ckdir_list(int dfd)
+{
+	int fd = dup(dfd), err;
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d) {
+		err = errno;
+		if (fd >= 0)
+			close(fd);
+		errno = err;
+		return NULL;
+	}
+	rewinddir(d); /* the dup shares its position with DFD and its other dups */
+	return d;
+}
+
 int ckdir_open(const char *real)
 {
 	struct open_how how = {
@@ -181,18 +197,14 @@ static bool known_file(const char *name)
 
 bool ckdir_foreign(int dfd, char *name, size_t len)
 {
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ckdir_list(dfd);
 	struct dirent *e;
 	bool found = false;
 
 	if (!d) {
-		if (fd >= 0)
-			close(fd);
 		snprintf(name, len, "(unreadable)");
 		return true;
 	}
-	rewinddir(d);
 	while (!found && (e = readdir(d))) {
 		unsigned char type = e->d_type;
 		struct stat st;
@@ -213,16 +225,11 @@ bool ckdir_foreign(int dfd, char *name, size_t len)
 
 void ckdir_clear(int dfd)
 {
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ckdir_list(dfd);
 	struct dirent *e;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
-	rewinddir(d); /* the fd shares its position with DFD and other dups */
 	while ((e = readdir(d)))
 		if (ck_file(e->d_name) || log_file(e->d_name))
 			unlinkat(dfd, e->d_name, 0);
@@ -231,18 +238,13 @@ void ckdir_clear(int dfd)
 
 uint64_t ckdir_seal(int dfd, uid_t uid, gid_t gid)
 {
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ckdir_list(dfd);
 	struct dirent *e;
 	struct stat st;
 	uint64_t size = 0;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return 0;
-	}
-	rewinddir(d); /* the fd shares its position with DFD and other dups */
 	while ((e = readdir(d))) {
 		if (!known_file(e->d_name) || fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
 		    !S_ISREG(st.st_mode))
@@ -427,8 +429,6 @@ static int freeze_file(int dfd, const char *name, const char *real, char *err, s
 	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
 		ret = fd < 0 ? -errno : -EINVAL;
 		snprintf(err, errlen, "%s/%s is not a regular file: remove it", real, name);
-		if (fd >= 0)
-			close(fd);
 		return ret;
 	}
 	ret = set_immutable(fd, true);
@@ -453,7 +453,7 @@ static int freeze_file(int dfd, const char *name, const char *real, char *err, s
 
 int ckdir_lock(int dfd, const char *real, gid_t gid, char *err, size_t errlen)
 {
-	int fd, ret = 0;
+	int ret = 0;
 	DIR *d;
 	struct dirent *e;
 	struct stat st;
@@ -464,14 +464,9 @@ int ckdir_lock(int dfd, const char *real, gid_t gid, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot lock %s: %s", real, strerror(errno));
 		return ret;
 	}
-	fd = dup(dfd);
-	d = fd >= 0 ? fdopendir(fd) : NULL;
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	d = ckdir_list(dfd);
+	if (!d)
 		return -errno;
-	}
-	rewinddir(d);
 	while (!ret && (e = readdir(d))) {
 		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
 		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW))
@@ -494,16 +489,11 @@ int ckdir_lock(int dfd, const char *real, gid_t gid, char *err, size_t errlen)
 /* Remove every file a dump of ours may have left (ckdir_clear keeps a few). */
 static void clear_known(int dfd)
 {
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ckdir_list(dfd);
 	struct dirent *e;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
-	rewinddir(d);
 	while ((e = readdir(d)))
 		if (known_file(e->d_name))
 			unlinkat(dfd, e->d_name, 0);
@@ -534,16 +524,11 @@ int ckdir_lock_dump(int dfd, const char *real, char *err, size_t errlen)
 
 void ckdir_unlock_files(int dfd)
 {
-	int fd = dup(dfd);
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	DIR *d = ckdir_list(dfd);
 	struct dirent *e;
 
-	if (!d) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return;
-	}
-	rewinddir(d);
 	while ((e = readdir(d))) {
 		int f;
 
@@ -651,20 +636,17 @@ static int hash_file(int dfd, const char *name, bool strong, char hex[80])
 /* The digest of DFD's files, but those SKIP names (SKIP may be NULL). */
 static int digest_obj(int dfd, bool strong, bool (*skip)(const char *name), json_t **out)
 {
-	int fd = dup(dfd), ret = 0;
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	int ret = 0;
+	DIR *d = ckdir_list(dfd);
 	json_t *obj = json_object();
 	struct dirent *e;
 	struct stat st;
 	char hex[80];
 
 	if (!d) {
-		if (fd >= 0)
-			close(fd);
 		json_decref(obj);
 		return -errno;
 	}
-	rewinddir(d);
 	while (!ret && (e = readdir(d))) {
 		if (digest_skip(e->d_name) || (skip && skip(e->d_name)) ||
 		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||

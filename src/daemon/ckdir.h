@@ -9,6 +9,7 @@
 #ifndef STASIS_CKDIR_H
 #define STASIS_CKDIR_H
 
+#include <dirent.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +35,10 @@ int ckdir_resolve(const struct creds *caller, const char *dir, bool create, char
  * if there is one.
  */
 int ckdir_open(const char *real);
+
+/* DFD's entries from the start, on a dup of it (closedir() it; DFD stays open).
+ * NULL with errno on failure. */
+DIR *ckdir_list(int dfd);
 
 /*
  * Open a recorded checkpoint directory again: ckdir_open(REAL), and, when

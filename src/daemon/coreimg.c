@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckdir.h"
 #include "util.h"
 
 #define IMG_COMMON_MAGIC 0x54564319u
@@ -201,17 +202,14 @@ out:
 
 int coreimg_check_creds(int dfd, uid_t uid, gid_t gid, char *err, size_t errlen)
 {
-	int fd = dup(dfd), ret = 0, n = 0;
-	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	int ret = 0, n = 0;
+	DIR *d = ckdir_list(dfd);
 	struct dirent *e;
 
 	if (!d) {
-		if (fd >= 0)
-			close(fd);
 		snprintf(err, errlen, "cannot list the checkpoint");
 		return -EIO;
 	}
-	rewinddir(d);
 	while (!ret && (e = readdir(d))) {
 		if (fnmatch("core-*.img", e->d_name, 0))
 			continue;
