@@ -196,6 +196,20 @@ static int argv_head(char **av, const char *sub)
 	return n;
 }
 
+/* The task's names for every `stasis slurm` subcommand, after AV's N words. */
+static int argv_task(char **av, int n, const struct ident *d)
+{
+	av[n++] = "--id";
+	av[n++] = (char *)d->id;
+	av[n++] = "--base";
+	av[n++] = (char *)d->base;
+	av[n++] = "--job";
+	av[n++] = (char *)d->job_s;
+	av[n++] = "--task";
+	av[n++] = (char *)d->task_s;
+	return n;
+}
+
 /*
  * Run the CLI as the current (root) user with a minimal environment, its
  * output (stdout and stderr) into OUT. Bounded: killed after TIMEOUT_MS.
@@ -289,16 +303,9 @@ int slurm_spank_task_init_privileged(spank_t sp, int ac, char **av)
 		return 0;
 	}
 	n = argv_head(argv, "prepare");
-	argv[n++] = "--id";
-	argv[n++] = d.id;
-	argv[n++] = "--base";
-	argv[n++] = d.base;
-	argv[n++] = "--job";
-	argv[n++] = d.job_s;
+	n = argv_task(argv, n, &d);
 	argv[n++] = "--step";
 	argv[n++] = d.step_name;
-	argv[n++] = "--task";
-	argv[n++] = d.task_s;
 	argv[n++] = "--uid";
 	argv[n++] = d.uid_s;
 	argv[n++] = "--key";
@@ -350,14 +357,7 @@ int slurm_spank_task_init(spank_t sp, int ac, char **av)
 	}
 	snprintf(stream, sizeof(stream), "%d", cfg.stream);
 	n = argv_head(argv, "task");
-	argv[n++] = "--id";
-	argv[n++] = d.id;
-	argv[n++] = "--base";
-	argv[n++] = d.base;
-	argv[n++] = "--job";
-	argv[n++] = d.job_s;
-	argv[n++] = "--task";
-	argv[n++] = d.task_s;
+	n = argv_task(argv, n, &d);
 	argv[n++] = "--stream";
 	argv[n++] = stream;
 	argv[n++] = "--signals";
@@ -408,16 +408,9 @@ int slurm_spank_task_exit(spank_t sp, int ac, char **av)
 	snprintf(since, sizeof(since), "%lld",
 	         local >= 0 && local < MAX_TASKS ? started_ms[local] : 0LL);
 	n = argv_head(argv, "seal");
-	argv[n++] = "--id";
-	argv[n++] = d.id;
-	argv[n++] = "--base";
-	argv[n++] = d.base;
-	argv[n++] = "--job";
-	argv[n++] = d.job_s;
+	n = argv_task(argv, n, &d);
 	argv[n++] = "--step";
 	argv[n++] = d.step_name;
-	argv[n++] = "--task";
-	argv[n++] = d.task_s;
 	argv[n++] = "--uid";
 	argv[n++] = d.uid_s;
 	argv[n++] = "--gid";
