@@ -8,6 +8,8 @@
 . "$REPO/tests/helpers/daemon_lib.sh"
 . "$(dirname "$0")/fault_lib.sh"
 
+# This script sets the mode of each daemon it starts itself: none from outside.
+unset STASIS_CRIU_BREAKPOINTS
 REAL_CRIU=$STASIS_CRIU
 # A CRIU that notes its mode, then is the real one.
 cat >"$T/criu-wrap" <<EOS
