@@ -206,6 +206,19 @@ migration_pair() {
 	chmod 0777 "$T/work"
 }
 
+# user_migration_pair USER: migration_pair for a test acting as USER (a throwaway
+# user made here, removed on exit; $uid and $gid set), whom the migration policy
+# of both daemons lets send anywhere and land as themselves.
+user_migration_pair() {
+	make_user "$1"
+	at_exit userdel "$1"
+	uid=$(id -u "$1")
+	gid=$(id -g "$1")
+	printf 'send %s to *\nreceive * as same\n' "$1" >"$T/migrate.conf"
+	export STASIS_MIGRATE_CONF=$T/migrate.conf
+	migration_pair
+}
+
 # job_pid HOST ID: the job's PID as HOST's daemon reports it.
 job_pid() { host_stasis "$1" ps --json 2>/dev/null | $PY -c "
 import json, sys

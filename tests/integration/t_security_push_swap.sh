@@ -10,13 +10,7 @@
 . "$TESTS_DIR/netns-hosts.sh"
 
 U=stasis-p5
-make_user $U
-at_exit userdel $U
-uid=$(id -u $U)
-gid=$(id -g $U)
-printf 'send %s to *\nreceive * as same\n' $U >"$T/migrate.conf"
-export STASIS_MIGRATE_CONF=$T/migrate.conf
-migration_pair
+user_migration_pair $U
 install -d -o $U -m 0755 "$T/u" "$T/u/a" "$T/u/b" "$T/u/forged"
 as_user() {
 	host_exec a setpriv --reuid=$uid --regid=$gid --clear-groups \

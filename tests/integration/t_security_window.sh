@@ -9,13 +9,7 @@
 . "$TESTS_DIR/netns-hosts.sh"
 
 U=stasis-w6
-make_user $U
-at_exit userdel $U
-uid=$(id -u $U)
-gid=$(id -g $U)
-printf 'send %s to *\nreceive * as same\n' $U >"$T/migrate.conf"
-export STASIS_MIGRATE_CONF=$T/migrate.conf
-migration_pair
+user_migration_pair $U
 as_user() {
 	host_exec a setpriv --reuid=$uid --regid=$gid --clear-groups \
 		env STASIS_SOCKET=/run/stasis/stasisd.sock "$STASIS_BUILD/stasis" "$@"
