@@ -215,9 +215,9 @@ static bool holds_socket(pid_t pid, unsigned long long ino)
 int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_fd, char *err,
                size_t errlen)
 {
-	char *env[576], fdbuf[16], last[512];
-	char *argv[] = {(char *)criu, "lazy-pages", "-D", (char *)images, "-W", lz->work, "-o",
-	                LAZY_LOG, "-v2", "--status-fd", fdbuf, NULL};
+	char *env[576], fdbuf[16], psbuf[16], last[512];
+	char *argv[16] = {(char *)criu, "lazy-pages", "-D", (char *)images, "-W", lz->work, "-o",
+	                  LAZY_LOG, "-v2", "--status-fd", fdbuf, NULL};
 	struct spawn_opts o = {.argv = argv, .envp = env, .stdin_fd = -1, .stdout_fd = -1,
 	                       .stderr_fd = -1, .keep_fd2 = keep_fd, .umask = 077,
 	                       .new_pgroup = true /* the watch kills it as a group */};
@@ -238,6 +238,15 @@ int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_f
 		return fail(err, errlen, "lazy: pipe: %s", strerror(errno));
 	snprintf(fdbuf, sizeof(fdbuf), "%d", sp[1]);
 	o.keep_fd = sp[1];
+	if (lz->ps_fd > 2) {
+		/* Pages from a page server; the images give only the pagemaps. */
+		snprintf(psbuf, sizeof(psbuf), "%d", lz->ps_fd);
+		argv[11] = "--page-server";
+		argv[12] = "--ps-socket";
+		argv[13] = psbuf;
+		argv[14] = NULL;
+		o.keep_fd3 = lz->ps_fd;
+	}
 	hostprobe_criu_env(env, sizeof(env) / sizeof(env[0]));
 	ret = spawn(&o, &lz->pid, &phase);
 	close(sp[1]);

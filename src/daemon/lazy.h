@@ -50,6 +50,12 @@ struct lazy {
 	char *digest;      /* the checkpoint's recorded digest (malloc'ed), or NULL ... */
 	int ckfd;          /* ... and its directory: the pages files are checked against
 	                    * it while their pages come in; -1: none */
+	int ps_fd;         /* > 2: a connected socket to a page server (CRIU's page-server
+	                    * protocol) that serves the lazy pages: lazy_start runs the
+	                    * daemon with --page-server --ps-socket on it (a copy), and
+	                    * it reads only the pagemaps from the images. Else: none,
+	                    * the pages come from the images' pages files. The caller
+	                    * keeps and closes its own fd. */
 };
 
 /*
