@@ -164,3 +164,42 @@ void ckpt_chunk_error(const struct ckpt *c, const struct chunk_ref *cr, int err)
 	        : err == -EIO   ? "truncated"
 	                        : strerror(-err));
 }
+
+int ckpt_read_file(const struct ckpt *c, const struct manifest_file *f, size_t max, uint8_t **buf)
+{
+	struct codec_ctx *ctx;
+	const struct chunk_ref *r;
+	uint8_t *out, *scratch = NULL;
+	size_t n, cap = 0;
+	int ret = 0;
+
+	*buf = NULL;
+	if (f->size > max) {
+		log_err("%s: %" PRIu64 " bytes, more than %zu", f->name, f->size, max);
+		return -EFBIG;
+	}
+	r = ckpt_chunks(c, f, &n);
+	for (size_t i = 0; i < n; i++)
+		if (r[i].h.stored_len > cap)
+			cap = r[i].h.stored_len;
+	ctx = codec_ctx_new();
+	out = malloc(f->size ? f->size : 1);
+	scratch = malloc(cap ? cap : 1);
+	if (!ctx || !out || !scratch) {
+		log_err("out of memory");
+		ret = -ENOMEM;
+	}
+	/* ckpt_open checked that the chunks cover [0, size) exactly, in order. */
+	for (size_t i = 0; !ret && i < n; i++) {
+		ret = chunk_load(ctx, c->fds[r[i].shard], &r[i], scratch, out + r[i].h.offset);
+		if (ret)
+			ckpt_chunk_error(c, &r[i], ret);
+	}
+	codec_ctx_free(ctx);
+	free(scratch);
+	if (ret)
+		free(out);
+	else
+		*buf = out;
+	return ret;
+}

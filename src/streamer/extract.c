@@ -5,13 +5,21 @@
  * offset in its image file; one syncfs() makes it all durable (not with
  * --no-sync: a scratch copy, such as a lazy restore's, need not survive a
  * crash, and writing 2 GiB back to disk took seconds).
+ *
+ * --for-lazy (a lazy restore whose pages a page server serves, docs/lazy.md):
+ * every file but the pages files first; then, from the pagemaps, only the
+ * chunks of the pages files holding pages CRIU's restore reads itself (not
+ * PE_LAZY). The pages files get their full size, the rest stays holes.
  */
 #include "streamer.h"
 #include "log.h"
+#include "pagemap.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,10 +104,188 @@ static int create_files(const struct ckpt *ck, const char *outdir)
 	return 0;
 }
 
+/* Extract the chunks WANT marks (indexed like ck->idx.chunks; NULL: every
+ * chunk of a file in the manifest), one thread per shard. */
+static int run_pass(const struct ckpt *ck, const char *outdir, const bool *want)
+{
+	struct xjob *jobs = calloc(ck->m.nshards, sizeof(*jobs));
+	int ret = 0;
+
+	if (!jobs)
+		return -ENOMEM;
+	for (size_t k = 0; k < ck->m.nshards; k++) {
+		jobs[k].ck = ck;
+		jobs[k].outdir = outdir;
+		jobs[k].shard = k;
+		jobs[k].chunks = calloc(ck->idx.nchunks + 1, sizeof(*jobs[k].chunks));
+		if (!jobs[k].chunks)
+			ret = -ENOMEM;
+	}
+	for (size_t i = 0; !ret && i < ck->idx.nchunks; i++) {
+		const struct chunk_ref *cr = &ck->idx.chunks[i];
+
+		/* Chunks of superseded copies of a name are not extracted. */
+		if (cr->h.file_id < ck->nids && ck->by_id[cr->h.file_id] && (!want || want[i]))
+			jobs[cr->shard].chunks[jobs[cr->shard].n++] = cr;
+	}
+	for (size_t k = 0; !ret && k < ck->m.nshards; k++) {
+		qsort(jobs[k].chunks, jobs[k].n, sizeof(*jobs[k].chunks), cmp_pos);
+		ret = -pthread_create(&jobs[k].tid, NULL, extract_shard, &jobs[k]);
+		if (ret)
+			jobs[k].tid = 0;
+	}
+	for (size_t k = 0; k < ck->m.nshards; k++) {
+		if (jobs[k].tid)
+			pthread_join(jobs[k].tid, NULL);
+		if (!ret)
+			ret = jobs[k].ret;
+		free(jobs[k].chunks);
+	}
+	free(jobs);
+	return ret;
+}
+
+static bool is_pages(const char *name)
+{
+	return !fnmatch("pages-*.img", name, 0);
+}
+
+/*
+ * Mark in WANT the chunks of pages file F that hold pages of PM a lazy
+ * restore reads itself: CRIU's restore reads present entries without PE_LAZY
+ * (all of them when EAGER_ALL: shared memory) and skips the others, which the
+ * page server serves.
+ */
+static int plan_pagemap(const struct ckpt *ck, const char *pmname, const struct pagemap *pm,
+                        bool eager_all, bool *want, bool *planned)
+{
+	const struct manifest_file *f;
+	const struct chunk_ref *r;
+	char name[64];
+	size_t n, c = 0;
+
+	snprintf(name, sizeof(name), "pages-%u.img", pm->pages_id);
+	f = manifest_find(&ck->m, name);
+	if (!f && !pm->present_bytes)
+		return 0;
+	if (!f || f->size < pm->present_bytes) {
+		log_err("%s: its pages file %s %s", pmname, name,
+		        f ? "is shorter than its pages" : "is not in the checkpoint");
+		return -EBADMSG;
+	}
+	planned[f - ck->m.files] = true;
+	r = ckpt_chunks(ck, f, &n);
+	for (size_t i = 0; i < pm->n; i++) {
+		const struct pm_entry *e = &pm->e[i];
+		uint64_t end = e->off + e->nr_pages * PM_PAGE_SIZE;
+
+		if (!(e->flags & PE_PRESENT) || (!eager_all && (e->flags & PE_LAZY)))
+			continue;
+		/* Entries and chunks both go up in file offset. */
+		while (c < n && r[c].h.offset + r[c].h.raw_len <= e->off)
+			c++;
+		for (size_t j = c; j < n && r[j].h.offset < end; j++)
+			want[&r[j] - ck->idx.chunks] = true;
+	}
+	return 0;
+}
+
+/* Which chunks of the pages files a lazy restore needs on disk (WANT). */
+static int plan_lazy(const struct ckpt *ck, const char *outdir, bool *want)
+{
+	bool *planned = calloc(ck->m.nfiles + 1, sizeof(*planned));
+	int ret = planned ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !ret && i < ck->m.nfiles; i++) {
+		const char *name = ck->m.files[i].name;
+		bool shmem = !strncmp(name, "pagemap-shmem-", 14);
+		struct pagemap pm;
+		char path[4096], err[256], *buf = NULL;
+		size_t len = 0;
+		uint32_t id;
+
+		if (!pagemap_name_id(name, &id) && !shmem)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", outdir, name);
+		ret = read_file(path, &buf, &len);
+		if (ret) {
+			log_err("%s: %s", path, strerror(-ret));
+			break;
+		}
+		ret = pagemap_parse(buf, len, &pm, err, sizeof(err));
+		free(buf);
+		if (ret) {
+			log_err("%s: %s", name, err);
+			break;
+		}
+		ret = plan_pagemap(ck, name, &pm, shmem, want, planned);
+		pagemap_free(&pm);
+	}
+	/* A pages file no pagemap describes is read by who knows what: all of it. */
+	for (size_t i = 0; !ret && i < ck->idx.nchunks; i++) {
+		const struct chunk_ref *cr = &ck->idx.chunks[i];
+		const struct manifest_file *f =
+		        cr->h.file_id < ck->nids ? ck->by_id[cr->h.file_id] : NULL;
+
+		if (f && is_pages(f->name) && !planned[f - ck->m.files])
+			want[i] = true;
+	}
+	free(planned);
+	return ret;
+}
+
+/*
+ * --for-lazy: every file but the pages files, then, from the pagemaps, the
+ * chunks of the pages files a lazy restore reads itself. The pages files get
+ * their full size; the rest of them stays holes, which nobody reads.
+ */
+static int extract_for_lazy(const struct ckpt *ck, const char *outdir)
+{
+	bool *want = calloc(ck->idx.nchunks + 1, sizeof(*want));
+	uint64_t written = 0, total = 0;
+	int ret = want ? 0 : -ENOMEM;
+
+	for (size_t i = 0; !ret && i < ck->idx.nchunks; i++) {
+		const struct chunk_ref *cr = &ck->idx.chunks[i];
+		const struct manifest_file *f =
+		        cr->h.file_id < ck->nids ? ck->by_id[cr->h.file_id] : NULL;
+
+		want[i] = f && !is_pages(f->name);
+	}
+	if (!ret)
+		ret = run_pass(ck, outdir, want);
+	if (!ret) {
+		memset(want, 0, ck->idx.nchunks * sizeof(*want));
+		ret = plan_lazy(ck, outdir, want);
+	}
+	for (size_t i = 0; !ret && i < ck->m.nfiles; i++) {
+		const struct manifest_file *f = &ck->m.files[i];
+		char path[4096];
+
+		if (!is_pages(f->name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", outdir, f->name);
+		if (truncate(path, (off_t)f->size)) {
+			ret = -errno;
+			log_err("%s: %s", path, strerror(errno));
+		}
+		total += f->size;
+	}
+	for (size_t i = 0; !ret && i < ck->idx.nchunks; i++)
+		if (want[i])
+			written += ck->idx.chunks[i].h.raw_len;
+	if (!ret)
+		ret = run_pass(ck, outdir, want);
+	if (!ret)
+		log_info("for a lazy restore: %" PRIu64 " of %" PRIu64 " bytes of pages written",
+		         written, total);
+	free(want);
+	return ret;
+}
+
 int cmd_extract(const struct opts *o)
 {
 	struct ckpt ck;
-	struct xjob *jobs;
 	int ret, dfd;
 
 	ret = ckpt_open(o->dir, &ck);
@@ -113,40 +299,9 @@ int cmd_extract(const struct opts *o)
 	ret = create_files(&ck, o->outdir);
 	if (ret)
 		goto out_ck;
-	jobs = calloc(ck.m.nshards, sizeof(*jobs));
-	if (!jobs) {
-		ret = -ENOMEM;
-		goto out_ck;
-	}
-	for (size_t k = 0; k < ck.m.nshards; k++) {
-		jobs[k].ck = &ck;
-		jobs[k].outdir = o->outdir;
-		jobs[k].shard = k;
-		jobs[k].chunks = calloc(ck.idx.nchunks + 1, sizeof(*jobs[k].chunks));
-		if (!jobs[k].chunks)
-			ret = -ENOMEM;
-	}
-	for (size_t i = 0; !ret && i < ck.idx.nchunks; i++) {
-		const struct chunk_ref *cr = &ck.idx.chunks[i];
-
-		/* Chunks of superseded copies of a name are not extracted. */
-		if (cr->h.file_id < ck.nids && ck.by_id[cr->h.file_id])
-			jobs[cr->shard].chunks[jobs[cr->shard].n++] = cr;
-	}
-	for (size_t k = 0; !ret && k < ck.m.nshards; k++) {
-		qsort(jobs[k].chunks, jobs[k].n, sizeof(*jobs[k].chunks), cmp_pos);
-		ret = -pthread_create(&jobs[k].tid, NULL, extract_shard, &jobs[k]);
-		if (ret)
-			jobs[k].tid = 0;
-	}
-	for (size_t k = 0; k < ck.m.nshards; k++) {
-		if (jobs[k].tid)
-			pthread_join(jobs[k].tid, NULL);
-		if (!ret)
-			ret = jobs[k].ret;
-		free(jobs[k].chunks);
-	}
-	free(jobs);
+	ret = o->for_lazy ? extract_for_lazy(&ck, o->outdir) : run_pass(&ck, o->outdir, NULL);
+	if (ret == -ENOMEM)
+		log_err("out of memory");
 	if (!ret && !o->no_sync) {
 		dfd = open(o->outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0 || syncfs(dfd) < 0) {

@@ -1,6 +1,7 @@
 /*
  * main.c - stasis-streamer: parse the command line and dispatch to one
- * subcommand (capture, serve, extract, inspect), each in its own file.
+ * subcommand (capture, serve, extract, inspect, page-server), each in its own
+ * file.
  */
 #include "streamer.h"
 #include "log.h"
@@ -24,6 +25,7 @@ static const struct command {
         {"serve", cmd_serve, 0},
         {"extract", cmd_extract, 1},
         {"inspect", cmd_inspect, 0},
+        {"page-server", cmd_page_server, 0},
 };
 
 static void usage(FILE *f)
@@ -37,6 +39,8 @@ static void usage(FILE *f)
 	        "  serve            serve a complete checkpoint to 'criu restore --stream -D DIR'\n"
 	        "  extract OUTDIR   write the plain CRIU image files into OUTDIR\n"
 	        "  inspect          list files, shards, sizes and compression ratios\n"
+	        "  page-server      serve the memory pages to 'criu lazy-pages --page-server'\n"
+	        "                   on the connected socket --fd N (CRIU's page-server protocol)\n"
 	        "\n"
 	        "Options:\n"
 	        "  -D, --dir DIR          checkpoint directory (required)\n"
@@ -51,6 +55,9 @@ static void usage(FILE *f)
 	        "      --json             inspect: output JSON\n"
 	        "      --no-sync          extract: do not make the files durable (a scratch\n"
 	        "                         copy; a crash may leave them incomplete)\n"
+	        "      --for-lazy         extract: write of the pages files only the pages a lazy\n"
+	        "                         restore reads itself (not PE_LAZY); the rest are holes\n"
+	        "      --fd N             page-server: the connected socket to serve on\n"
 	        "  -v, --verbose          more messages (repeat for debug)\n"
 	        "  -h, --help             this help\n"
 	        "\n"
@@ -72,7 +79,8 @@ static int parse_int(const char *s, long min, long max, long *out)
 
 static int parse_args(int argc, char **argv, struct opts *o, const struct command **cmd)
 {
-	enum { OPT_READY = 256, OPT_PROGRESS, OPT_VERIFY, OPT_JSON, OPT_CHUNK, OPT_NO_SYNC };
+	enum { OPT_READY = 256, OPT_PROGRESS, OPT_VERIFY, OPT_JSON, OPT_CHUNK, OPT_NO_SYNC,
+	       OPT_FOR_LAZY, OPT_FD };
 	static const struct option lopts[] = {
 	        {"dir", required_argument, NULL, 'D'},
 	        {"shards", required_argument, NULL, 'n'},
@@ -84,6 +92,8 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 	        {"verify", no_argument, NULL, OPT_VERIFY},
 	        {"json", no_argument, NULL, OPT_JSON},
 	        {"no-sync", no_argument, NULL, OPT_NO_SYNC},
+	        {"for-lazy", no_argument, NULL, OPT_FOR_LAZY},
+	        {"fd", required_argument, NULL, OPT_FD},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -135,6 +145,16 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 		case OPT_NO_SYNC:
 			o->no_sync = true;
 			break;
+		case OPT_FOR_LAZY:
+			o->for_lazy = true;
+			break;
+		case OPT_FD:
+			if (parse_int(optarg, 0, 1 << 20, &v))
+				return log_err("--fd: expected a file descriptor, got '%s'",
+				               optarg),
+				       -1;
+			o->sock_fd = v;
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -170,6 +190,7 @@ int main(int argc, char **argv)
 	        .chunk_size = SHARD_DEFAULT_CHUNK,
 	        .ready_fd = -1,
 	        .progress_fd = -1,
+	        .sock_fd = -1,
 	};
 	const struct command *cmd = NULL;
 	struct rlimit rl;

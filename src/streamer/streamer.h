@@ -30,12 +30,15 @@ struct opts {
 	bool verify;
 	bool json;
 	bool no_sync; /* extract: leave the files to the page cache (a scratch copy) */
+	bool for_lazy; /* extract: pages files hold only what a lazy restore reads itself */
+	int sock_fd;   /* page-server: the connected socket, or -1 */
 };
 
 int cmd_capture(const struct opts *o);
 int cmd_serve(const struct opts *o);
 int cmd_extract(const struct opts *o);
 int cmd_inspect(const struct opts *o);
+int cmd_page_server(const struct opts *o);
 
 /* Write "ready\n" to FD (if >= 0) and close it. */
 void signal_ready(int fd);
@@ -68,5 +71,8 @@ void ckpt_close(struct ckpt *c);
 const struct chunk_ref *ckpt_chunks(const struct ckpt *c, const struct manifest_file *f, size_t *n);
 /* Describe a chunk_load() failure of chunk CR (names shard and chunk). */
 void ckpt_chunk_error(const struct ckpt *c, const struct chunk_ref *cr, int err);
+/* The whole of F (at most MAX bytes) in a malloc'ed *BUF, every chunk verified.
+ * Returns 0, -EFBIG, -ENOMEM or chunk_load()'s error (logged, naming the chunk). */
+int ckpt_read_file(const struct ckpt *c, const struct manifest_file *f, size_t max, uint8_t **buf);
 
 #endif
