@@ -1493,14 +1493,18 @@ static int clone_log(struct op *op, const struct ckpt *c)
 }
 
 /*
- * --lazy, before CRIU (lazy.h): a streamed checkpoint is extracted into CRIU's
- * work dir first (the lazy-pages daemon reads image files, not the streamer's
- * socket), so CRIU then restores plain images (*STREAMED becomes false); the
- * lazy-pages daemon is started on the images.
+ * --lazy, before CRIU (lazy.h): of a streamed checkpoint, the images CRIU's
+ * restore reads itself are extracted into its work dir, and a page server
+ * serves the lazy pages from the shards to the lazy-pages daemon (which
+ * reads image files, not the streamer's socket), so CRIU then restores plain
+ * images (*STREAMED becomes false); the lazy-pages daemon is started on the
+ * images.
  */
 static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char *work,
                       const char *digest)
 {
+	int code = 0;
+
 	if (op->job.gpu)
 		return fail(op, 400, "--lazy does not restore GPU jobs (their memory must be "
 		            "whole before the driver takes it back)");
@@ -1525,11 +1529,16 @@ static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char
 		return 500;
 	if (*streamed)
 		op->images = lz->images;
-	*streamed = false;
 	if (lazy_start(lz, cfg.criu, op->images ? op->images : op->fdpath, op->dfd, op->err,
 	               op->errlen))
-		return 500;
-	return 0;
+		code = 500;
+	/* The lazy-pages daemon has its copy of the page server's socket (or none). */
+	if (*streamed) {
+		close(lz->ps_fd);
+		lz->ps_fd = -1;
+	}
+	*streamed = false;
+	return code;
 }
 
 static void lazy_argv(char **argv)

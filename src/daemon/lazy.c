@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -37,6 +38,9 @@
 
 #define LAZY_SOCK         "lazy-pages.socket"
 #define LAZY_LOG          "lazy-pages.log"
+#define PS_LOG            "page-server.log"
+#define PS_READY_MS       60000 /* it indexes every shard's chunk headers first */
+#define PS_GRACE_MS       2000  /* to end by itself once the lazy-pages daemon is gone */
 #define READY_TIMEOUT_MS  15000
 #define FDS_TIMEOUT_MS    15000
 #define EXTRACT_TIMEOUT   600000
@@ -119,12 +123,105 @@ static int fail(char *err, size_t len, const char *fmt, ...)
 	return -1;
 }
 
-int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
-                 char *err, size_t errlen)
+/*
+ * Reap the page server: it ends by itself once the lazy-pages daemon closed
+ * the session or is gone; after GRACE_MS it is killed. NOTE (if not NULL)
+ * gets "; its page server ended (...): its last message" when it did not end
+ * cleanly: what a failed lazy restore's message should name (a bad chunk).
+ */
+static void ps_stop(struct lazy *lz, int grace_ms, char *note, size_t len)
 {
-	/* A scratch copy: not synced (it goes with the restore; a crash ends the job anyway). */
-	char *argv[] = {(char *)streamer, "-D",      (char *)src_dir, "--no-sync",
-	                "extract",        lz->images, NULL};
+	char last[512] = "", desc[64];
+	int status = 0, wfd;
+
+	if (note && len)
+		note[0] = '\0';
+	if (lz->ps_pid <= 0)
+		return;
+	if (!wait_child(lz->ps_pid, &status, grace_ms) && note &&
+	    !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+		wfd = open(lz->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		watchdog_last_line(wfd, PS_LOG, last, sizeof(last));
+		if (wfd >= 0)
+			close(wfd);
+		status_str(status, desc, sizeof(desc));
+		/* Killed: its last message is from before, and says nothing of why. */
+		snprintf(note, len, "; its page server ended (%s)%s%s", desc,
+		         WIFSIGNALED(status) ? "" : ": ",
+		         WIFSIGNALED(status) ? "" : last[0] ? last : "see " PS_LOG);
+	}
+	lz->ps_pid = 0;
+}
+
+/* `stasis-streamer page-server` on the shards, its socket's other end in LZ->ps_fd. */
+static int start_page_server(struct lazy *lz, const char *streamer, const char *src_dir,
+                             int keep_fd, int *ready, char *err, size_t errlen)
+{
+	char fdbuf[16], rdbuf[16], logpath[4200];
+	char *argv[] = {(char *)streamer, "-D",    (char *)src_dir, "-v",          "--fd",
+	                fdbuf,            "--ready-fd", rdbuf,      "page-server", NULL};
+	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd2 = keep_fd, .umask = 077,
+	                       .new_pgroup = true /* killed as a group with the daemon */};
+	int sp[2], rp[2], logfd, ret;
+	const char *phase;
+
+	snprintf(logpath, sizeof(logpath), "%s/%s", lz->work, PS_LOG);
+	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (logfd < 0)
+		return fail(err, errlen, "lazy: cannot create %s: %s", logpath, strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp)) {
+		close(logfd);
+		return fail(err, errlen, "lazy: socketpair: %s", strerror(errno));
+	}
+	if (pipe2(rp, O_CLOEXEC)) {
+		close(logfd);
+		close(sp[0]);
+		close(sp[1]);
+		return fail(err, errlen, "lazy: pipe: %s", strerror(errno));
+	}
+	snprintf(fdbuf, sizeof(fdbuf), "%d", sp[1]);
+	snprintf(rdbuf, sizeof(rdbuf), "%d", rp[1]);
+	o.keep_fd = sp[1];
+	o.keep_fd3 = rp[1];
+	o.stdout_fd = logfd;
+	o.stderr_fd = logfd;
+	ret = spawn(&o, &lz->ps_pid, &phase);
+	/* Only the page server holds its end: its death is the daemon's hang-up. */
+	close(sp[1]);
+	close(rp[1]);
+	close(logfd);
+	if (ret) {
+		close(sp[0]);
+		close(rp[0]);
+		lz->ps_pid = 0;
+		return fail(err, errlen, "lazy: cannot start %s page-server (%s): %s", streamer,
+		            phase, strerror(-ret));
+	}
+	lz->ps_fd = sp[0];
+	*ready = rp[0];
+	return 0;
+}
+
+/* Wait for the page server's "ready" (it has indexed the shards and read the pagemaps). */
+static int page_server_ready(struct lazy *lz, int ready, char *err, size_t errlen)
+{
+	struct pollfd pf = {.fd = ready, .events = POLLIN};
+	char c = 0, note[700];
+
+	if (poll(&pf, 1, PS_READY_MS) > 0 && read(ready, &c, 1) == 1 && c == 'r')
+		return 0;
+	ps_stop(lz, 0, note, sizeof(note));
+	return fail(err, errlen, "lazy: the page server did not get ready%s",
+	            note[0] ? note : "");
+}
+
+static int run_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
+                       char *err, size_t errlen)
+{
+	/* A scratch copy: not synced (it goes with the restore; a crash ends the job
+	 * anyway); the lazy pages stay holes, the page server serves them. */
+	char *argv[] = {(char *)streamer, "-D",        (char *)src_dir, "--no-sync",
+	                "--for-lazy",     "extract",   lz->images,      NULL};
 	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd = -1, .keep_fd2 = keep_fd,
 	                       .umask = 077, .new_pgroup = true};
 	char logpath[4200], desc[64], last[512];
@@ -132,9 +229,7 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 	int logfd, ret, status = 0;
 	pid_t pid;
 
-	snprintf(lz->images, sizeof(lz->images), "%s/images", lz->work);
 	snprintf(logpath, sizeof(logpath), "%s/extract.log", lz->work);
-	rm_flat_dir(lz->images);
 	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (logfd < 0)
 		return fail(err, errlen, "lazy: cannot create %s: %s", logpath, strerror(errno));
@@ -156,10 +251,34 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 	watchdog_last_line(logfd, "extract.log", last, sizeof(last));
 	if (logfd >= 0)
 		close(logfd);
-	rm_flat_dir(lz->images);
-	lz->images[0] = '\0';
 	return fail(err, errlen, "lazy: extracting the streamed images failed (%s): %s", desc,
 	            last[0] ? last : "see extract.log");
+}
+
+int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
+                 char *err, size_t errlen)
+{
+	int ready = -1;
+
+	snprintf(lz->images, sizeof(lz->images), "%s/images", lz->work);
+	rm_flat_dir(lz->images);
+	/* The page server indexes the shards while the small images are extracted. */
+	if (start_page_server(lz, streamer, src_dir, keep_fd, &ready, err, errlen)) {
+		lz->images[0] = '\0';
+		return -1;
+	}
+	if (!run_extract(lz, streamer, src_dir, keep_fd, err, errlen) &&
+	    !page_server_ready(lz, ready, err, errlen)) {
+		close(ready);
+		return 0;
+	}
+	close(ready);
+	ps_stop(lz, 0, NULL, 0);
+	close(lz->ps_fd);
+	lz->ps_fd = -1;
+	rm_flat_dir(lz->images);
+	lz->images[0] = '\0';
+	return -1;
 }
 
 /* The inode of the one socket PID holds (its listening socket), or 0. */
@@ -343,6 +462,7 @@ static int grab(struct lazy *lz)
 
 static void release(struct lazy *lz)
 {
+	ps_stop(lz, PS_GRACE_MS, NULL, 0);
 	for (int i = 0; i < lz->nheld; i++)
 		close(lz->held[i]);
 	lz->nheld = 0;
@@ -364,6 +484,7 @@ void lazy_abort(struct lazy *lz)
 	if (lz->pid > 0)
 		watchdog_kill_group(lz->pid, NULL);
 	lz->pid = 0;
+	ps_stop(lz, 0, NULL, 0);
 	release(lz);
 }
 
@@ -464,7 +585,7 @@ static void *check_pages(void *arg)
 static void *watch_main(void *arg)
 {
 	struct watch *w = arg;
-	char why[128] = "";
+	char why[128] = "", ps_note[700] = "";
 	bool ok;
 
 	w->checking = w->lz.digest && w->lz.ckfd >= 0 &&
@@ -481,10 +602,11 @@ static void *watch_main(void *arg)
 	} else {
 		/* Kill first, let go of the fds after: no missing page is ever read. */
 		kill_job(w);
+		ps_stop(&w->lz, PS_GRACE_MS, ps_note, sizeof(ps_note));
 		log_err("job %s: its lazy-pages daemon ended before every page was in (%s); "
 		        "the job was killed rather than run on with missing memory (see "
-		        "%s/%s)",
-		        w->ref.id, why, w->lz.work, LAZY_LOG);
+		        "%s/%s)%s",
+		        w->ref.id, why, w->lz.work, LAZY_LOG, ps_note);
 	}
 	w->lz.pid = 0;
 	release(&w->lz);
@@ -541,6 +663,7 @@ static int start_watch(struct lazy *lz, pid_t pid, uint64_t start)
 	lz->images[0] = '\0';
 	lz->digest = NULL;
 	lz->ckfd = -1;
+	lz->ps_pid = 0;
 	return 0;
 }
 
@@ -548,7 +671,7 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
                 size_t errlen)
 {
 	struct jobref ref = {.id = lz->job, .pid = pid, .start = start};
-	char why[128] = "", logpath[4200];
+	char why[128] = "", logpath[4200], ps_note[700] = "";
 	int status = 0;
 	bool exited;
 	long rss;
@@ -573,11 +696,15 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 			proc_tree_signal(pid, SIGKILL);
 		if (exited)
 			lz->pid = 0;
+		else
+			watchdog_kill_group(lz->pid, NULL);
+		lz->pid = 0;
+		ps_stop(lz, PS_GRACE_MS, ps_note, sizeof(ps_note));
 		lazy_abort(lz);
 		return fail(err, errlen,
 		            "lazy restore: the lazy-pages daemon failed (%s); the restored job "
-		            "was killed before it ran; see %s/%s",
-		            why, lz->work, LAZY_LOG);
+		            "was killed before it ran; see %s/%s%s",
+		            why, lz->work, LAZY_LOG, ps_note);
 	}
 	rss = tree_rss_kb(pid);
 	snprintf(logpath, sizeof(logpath), "%s/%s", lz->work, LAZY_LOG);

@@ -4,8 +4,11 @@
  * background (docs/lazy.md).
  *
  * The sequence, driven by checkpoint.c:
- *   lazy_prepare()   streamed checkpoint: extract its images (pages too) into
- *                    a private local dir, verifying every chunk; plain: nothing
+ *   lazy_extract()   streamed checkpoint: start a page server on its shards
+ *                    (`stasis-streamer page-server`, lz->ps_fd) and extract
+ *                    into a private local dir the images CRIU's restore reads
+ *                    itself (all but the lazy pages), verifying every chunk;
+ *                    plain: nothing
  *   lazy_start()     `criu lazy-pages` in CRIU's work dir, in its own process
  *                    group, with CRIU's environment (hostprobe_criu_env);
  *                    returns once it listens
@@ -56,6 +59,8 @@ struct lazy {
 	                    * it reads only the pagemaps from the images. Else: none,
 	                    * the pages come from the images' pages files. The caller
 	                    * keeps and closes its own fd. */
+	pid_t ps_pid;      /* the page server lazy_extract started (leader of its own
+	                    * group), reaped with the lazy-pages daemon; 0: none */
 };
 
 /*
@@ -72,9 +77,13 @@ bool lazy_pending(const char *job);
 
 /*
  * A streamed checkpoint (read through SRC_DIR, a /proc/self/fd path the
- * streamer inherits as KEEP_FD) is extracted with `stasis-streamer extract`
- * into WORK/images, which lazy restore then uses as its images dir: *IMAGES
- * gets the path. Returns 0 or -1 with ERR set.
+ * streamer inherits as KEEP_FD): `stasis-streamer page-server` is started on
+ * its shards, on one end of a socketpair (LZ->ps_fd gets the other, for
+ * lazy_start; the caller closes it once lazy_start returned), in its own
+ * process group (LZ->ps_pid; log WORK/page-server.log); and `stasis-streamer
+ * extract --for-lazy` writes into WORK/images (LZ->images) every image but
+ * the lazy pages, which the page server serves. Returns once both are ready:
+ * 0, or -1 with ERR set and nothing left running.
  */
 int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
                  char *err, size_t errlen);
