@@ -261,12 +261,8 @@ static int serve_get(struct psrv *s, int sock, const struct ps_iov *req)
 		const struct slot *sl = chunk_at(s, p, pos);
 		uint64_t in, n;
 
-		if (!sl) {
-			log_err("request for process %u, 0x%" PRIx64 " + %u pages: cannot be "
-			        "served",
-			        p->id, req->vaddr, req->nr_pages);
+		if (!sl) /* logged, naming the chunk: the last line says why */
 			return -1;
-		}
 		in = pos - sl->cr->h.offset;
 		n = sl->cr->h.raw_len - in < end - pos ? sl->cr->h.raw_len - in : end - pos;
 		memcpy(data + (pos - off), sl->buf + in, n);
@@ -342,9 +338,11 @@ int cmd_page_server(const struct opts *o)
 		signal_ready(o->ready_fd);
 		ret = serve(&s, o->sock_fd) ? -EIO : 0;
 	}
-	log_info("page-server: %" PRIu64 " requests, %" PRIu64 " pages, %" PRIu64
-	         " chunks decoded, %" PRIu64 " cache hits",
-	         s.requests, s.pages_out, s.decoded, s.hits);
+	/* Only on success: after a failure the last line must be the reason. */
+	if (!ret)
+		log_info("page-server: %" PRIu64 " requests, %" PRIu64 " pages, %" PRIu64
+		         " chunks decoded, %" PRIu64 " cache hits",
+		         s.requests, s.pages_out, s.decoded, s.hits);
 	close(o->sock_fd);
 	unload(&s);
 	return ret;
