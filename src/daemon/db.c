@@ -37,7 +37,11 @@ static const char schema[] =
         " job TEXT PRIMARY KEY, op TEXT NOT NULL, dir TEXT NOT NULL, criu_pid INTEGER NOT NULL,"
         " criu_start INTEGER NOT NULL, helper_pid INTEGER NOT NULL, helper_start INTEGER NOT"
         " NULL, leave_running INTEGER NOT NULL, stream INTEGER NOT NULL, codec TEXT NOT NULL,"
-        " criu_opts TEXT NOT NULL, created INTEGER NOT NULL);";
+        " criu_opts TEXT NOT NULL, created INTEGER NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS lazy ("
+        " job TEXT PRIMARY KEY, pid INTEGER NOT NULL, start INTEGER NOT NULL,"
+        " job_pid INTEGER NOT NULL, job_start INTEGER NOT NULL, work TEXT NOT NULL,"
+        " images TEXT NOT NULL, timeout_s INTEGER NOT NULL, created INTEGER NOT NULL);";
 
 /* Columns added since the first schema; ADD COLUMN fails once it is there. */
 static const char *const added_columns[] = {
@@ -532,6 +536,70 @@ void op_rec_free(struct op_rec *o)
 	free(o->codec);
 	free(o->criu_opts);
 	memset(o, 0, sizeof(*o));
+}
+
+int db_lazy_put(const struct lazy_rec *r)
+{
+	sqlite3_stmt *st = prep("INSERT OR REPLACE INTO lazy (job, pid, start, job_pid, job_start,"
+	                        " work, images, timeout_s, created) VALUES (?,?,?,?,?,?,?,?,?)");
+
+	if (!st)
+		return -EIO;
+	bind_text(st, 1, r->job);
+	sqlite3_bind_int(st, 2, r->pid);
+	sqlite3_bind_int64(st, 3, (sqlite3_int64)r->start);
+	sqlite3_bind_int(st, 4, r->job_pid);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)r->job_start);
+	bind_text(st, 6, r->work ? r->work : "");
+	bind_text(st, 7, r->images ? r->images : "");
+	sqlite3_bind_int(st, 8, r->timeout_s);
+	sqlite3_bind_int64(st, 9, r->created);
+	return run(st);
+}
+
+int db_lazy_del(const char *job)
+{
+	return run(prep_text("DELETE FROM lazy WHERE job = ?", job));
+}
+
+int db_lazy_list(struct lazy_rec **out, int *n)
+{
+	sqlite3_stmt *st = prep("SELECT job, pid, start, job_pid, job_start, work, images,"
+	                        " timeout_s, created FROM lazy");
+	struct lazy_rec *v = NULL;
+	int cnt = 0, rc;
+
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct lazy_rec *nv = realloc(v, (cnt + 1) * sizeof(*v)), *r;
+
+		if (!nv)
+			break;
+		v = nv;
+		r = &v[cnt++];
+		memset(r, 0, sizeof(*r));
+		snprintf(r->job, sizeof(r->job), "%s", (const char *)sqlite3_column_text(st, 0));
+		r->pid = sqlite3_column_int(st, 1);
+		r->start = (uint64_t)sqlite3_column_int64(st, 2);
+		r->job_pid = sqlite3_column_int(st, 3);
+		r->job_start = (uint64_t)sqlite3_column_int64(st, 4);
+		r->work = col_dup(st, 5);
+		r->images = col_dup(st, 6);
+		r->timeout_s = sqlite3_column_int(st, 7);
+		r->created = sqlite3_column_int64(st, 8);
+	}
+	sqlite3_finalize(st);
+	*out = v;
+	*n = cnt;
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+void lazy_rec_free(struct lazy_rec *r)
+{
+	free(r->work);
+	free(r->images);
+	memset(r, 0, sizeof(*r));
 }
 
 static json_t *json_or_null(const char *text)

@@ -124,6 +124,29 @@ int db_op_end(const char *job);
 int db_op_list(struct op_rec **out, int *n);
 void op_rec_free(struct op_rec *o);
 
+/*
+ * A lazy restore whose pages are still coming in (lazy.h), written when the
+ * job is handed to its watch and removed when every page is in or the job was
+ * killed: after a restart of the daemon it tells the next one which
+ * lazy-pages daemon to take back, or which job to kill.
+ */
+struct lazy_rec {
+	char job[JOB_ID_MAX + 1];
+	pid_t pid;          /* the lazy-pages daemon ... */
+	uint64_t start;     /* ... and its start time (proc_start_time) */
+	pid_t job_pid;      /* the restored job's top process ... */
+	uint64_t job_start; /* ... and its start time */
+	char *work;         /* CRIU's work dir: the daemon's log is there */
+	char *images;       /* extracted images to remove once done, or "" */
+	int timeout_s;      /* the daemon's no-progress bound; 0: none */
+	int64_t created;    /* wall ms */
+};
+
+int db_lazy_put(const struct lazy_rec *r);
+int db_lazy_del(const char *job);
+int db_lazy_list(struct lazy_rec **out, int *n);
+void lazy_rec_free(struct lazy_rec *r);
+
 json_t *job_to_json(const struct job *j);
 json_t *ckpt_to_json(const struct ckpt *c);
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "ckdir.h"
+#include "db.h"
 #include "hostprobe.h"
 #include "jobgroup.h"
 #include "log.h"
@@ -47,6 +48,7 @@
 #define TICK_MS           100
 #define MAX_HELD          ((int)(sizeof(((struct lazy *)0)->held) / sizeof(int)))
 #define TREE_MAX          4096
+#define LOG_MAX_BYTES     (1LL << 30) /* a lazy-pages log larger than this is not read */
 
 /* Jobs whose memory is still coming in. */
 struct pending {
@@ -73,6 +75,18 @@ static void pending_set(const char *job, bool on)
 		free(n);
 	}
 	pthread_mutex_unlock(&pend_lock);
+}
+
+int lazy_pending_count(void)
+{
+	struct pending *p;
+	int n = 0;
+
+	pthread_mutex_lock(&pend_lock);
+	for (p = pendings; p; p = p->next)
+		n++;
+	pthread_mutex_unlock(&pend_lock);
+	return n;
 }
 
 bool lazy_pending(const char *job)
@@ -336,7 +350,7 @@ int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_f
 {
 	char *env[576], fdbuf[16], psbuf[16], last[512];
 	char *argv[16] = {(char *)criu, "lazy-pages", "-D", (char *)images, "-W", lz->work, "-o",
-	                  LAZY_LOG, "-v2", "--status-fd", fdbuf, NULL};
+	                  LAZY_LOG, "-v4", "--status-fd", fdbuf, NULL};
 	struct spawn_opts o = {.argv = argv, .envp = env, .stdin_fd = -1, .stdout_fd = -1,
 	                       .stderr_fd = -1, .keep_fd2 = keep_fd, .umask = 077,
 	                       .new_pgroup = true /* the watch kills it as a group */};
@@ -496,6 +510,62 @@ static bool daemon_exited(struct lazy *lz, int *status)
 	return r == lz->pid || (r < 0 && errno == ECHILD);
 }
 
+/*
+ * Does the lazy-pages daemon's log in WORK show every page in? For a daemon
+ * that is not our child (taken back after a restart, or gone while stasisd
+ * was away) it is the only witness: its exit status went to someone else.
+ * CRIU 4.1.1 (criu/uffd.c, debug level, hence -v4) logs "Received PID" for
+ * each process CRIU handed over and "FORK: child with ufd" for each one the
+ * job forked; each is one set of pages to fill, and "UFFD transferred pages"
+ * once that set is done (its list of missing ranges and of requests in
+ * flight both empty; a process that exited counts as done). Once every set
+ * is done the daemon leaves its loop and exits 0; a failure leaves a set
+ * without its line. So: whole iff each set has its line. Anything else (no
+ * log, a log that is not a plain file, too large, no set at all) says no.
+ * DETAIL gets what was counted.
+ */
+static bool lazy_log_complete(const char *work, char *detail, size_t len)
+{
+	int dfd = open(work, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), fd = -1;
+	long sets = 0, done = 0;
+	char line[1024];
+	struct stat st;
+	FILE *f = NULL;
+
+	/* A user's work dir is the user's: no link, no FIFO (O_NONBLOCK), no giant file. */
+	if (dfd >= 0)
+		fd = openat(dfd, LAZY_LOG, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (dfd >= 0)
+		close(dfd);
+	if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > LOG_MAX_BYTES ||
+	    !(f = fdopen(fd, "r"))) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(detail, len, "its log %s/%s cannot be read", work, LAZY_LOG);
+		return false;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, "Received PID: ") || strstr(line, "FORK: child with ufd="))
+			sets++;
+		else if (strstr(line, "UFFD transferred pages: ("))
+			done++;
+	}
+	fclose(f);
+	snprintf(detail, len, "its log shows %ld of %ld processes' pages all in", done, sets);
+	return sets > 0 && done >= sets;
+}
+
+/* A daemon we took back after a restart has ended: did it get every page in? */
+static bool adopted_ended(struct lazy *lz, char *why, size_t len)
+{
+	char detail[160];
+
+	if (lazy_log_complete(lz->work, detail, sizeof(detail)))
+		return true;
+	snprintf(why, len, "it ended and %.100s", detail);
+	return false;
+}
+
 static long tree_rss_kb(pid_t root)
 {
 	pid_t *pids = malloc(TREE_MAX * sizeof(pid_t));
@@ -519,6 +589,8 @@ static long tree_rss_kb(pid_t root)
 struct watch {
 	struct lazy lz;
 	struct jobref ref;
+	bool adopted;    /* taken back after a daemon restart: not our child */
+	uint64_t lp_start; /* the daemon's start time (proc_start_time) */
 	pthread_t checker;
 	bool checking;
 	char bad[512]; /* the pages files' check failed: why */
@@ -535,8 +607,9 @@ static void kill_job(struct watch *w)
  * it off when it makes no progress for the bound. Returns true when it exited
  * 0 (every page in), else WHY says what happened.
  */
-static bool watch_daemon(struct lazy *lz, char *why, size_t len)
+static bool watch_daemon(struct watch *w, char *why, size_t len)
 {
+	struct lazy *lz = &w->lz;
 	uint64_t last = watchdog_proc_activity(lz->pid), moved = now_ms();
 	int status = 0;
 
@@ -544,7 +617,9 @@ static bool watch_daemon(struct lazy *lz, char *why, size_t len)
 		struct pollfd pf = {.fd = lz->pidfd, .events = POLLIN};
 		uint64_t a, now;
 
-		if (daemon_exited(lz, &status))
+		if (w->adopted && !proc_is(lz->pid, w->lp_start))
+			return adopted_ended(lz, why, len);
+		if (!w->adopted && daemon_exited(lz, &status))
 			break;
 		grab(lz);
 		now = now_ms();
@@ -590,11 +665,15 @@ static void *watch_main(void *arg)
 
 	w->checking = w->lz.digest && w->lz.ckfd >= 0 &&
 	              !pthread_create(&w->checker, NULL, check_pages, w);
-	ok = watch_daemon(&w->lz, why, sizeof(why));
+	ok = watch_daemon(w, why, sizeof(why));
 	if (w->checking)
 		pthread_join(w->checker, NULL);
 	if (ok && w->bad[0]) {
 		/* check_pages killed the job and said why */
+	} else if (ok && w->adopted) {
+		log_info("job %s: lazy restore complete: every page is in (its lazy-pages daemon "
+		         "was taken back after a daemon restart)",
+		         w->ref.id);
 	} else if (ok) {
 		log_info("job %s: lazy restore complete: every page is in (%llu ms after the "
 		         "lazy-pages daemon started)",
@@ -608,6 +687,8 @@ static void *watch_main(void *arg)
 		        "%s/%s)%s",
 		        w->ref.id, why, w->lz.work, LAZY_LOG, ps_note);
 	}
+	/* Settled (whole, or the job killed): nothing for a restarted daemon to do. */
+	db_lazy_del(w->ref.id);
 	w->lz.pid = 0;
 	release(&w->lz);
 	pending_set(w->ref.id, false);
@@ -634,24 +715,49 @@ static int wait_all_fds(struct lazy *lz, int *status, bool *exited)
 	return -1;
 }
 
-static int start_watch(struct lazy *lz, pid_t pid, uint64_t start)
+/* Run W's thread (it frees W); the job counts as pending from now on. */
+static int spawn_watch(struct watch *w)
 {
-	struct watch *w = calloc(1, sizeof(*w));
 	pthread_attr_t at;
 	pthread_t th;
 	int ret;
+
+	pending_set(w->ref.id, true);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&th, &at, watch_main, w);
+	pthread_attr_destroy(&at);
+	if (ret)
+		pending_set(w->ref.id, false);
+	return ret ? -1 : 0;
+}
+
+/*
+ * What a restarted daemon needs to take the lazy-pages daemon back, or else
+ * to kill the job (lazy_recover): written before the job resumes.
+ */
+static int record_pending(const struct lazy *lz, pid_t pid, uint64_t start)
+{
+	struct lazy_rec r = {.pid = lz->pid, .job_pid = pid, .job_start = start,
+	                     .work = (char *)lz->work, .images = (char *)lz->images,
+	                     .timeout_s = lz->timeout_s, .created = (int64_t)wall_ms()};
+
+	snprintf(r.job, sizeof(r.job), "%.*s", JOB_ID_MAX, lz->job);
+	if (proc_start_time(lz->pid, &r.start) || db_lazy_put(&r))
+		return -1;
+	return 0;
+}
+
+static int start_watch(struct lazy *lz, pid_t pid, uint64_t start)
+{
+	struct watch *w = calloc(1, sizeof(*w));
 
 	if (!w)
 		return -1;
 	w->lz = *lz;
 	w->ref = (struct jobref){.id = strdup(lz->job), .pid = pid, .start = start};
-	pending_set(lz->job, true);
-	pthread_attr_init(&at);
-	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-	ret = pthread_create(&th, &at, watch_main, w);
-	pthread_attr_destroy(&at);
-	if (ret) {
-		pending_set(lz->job, false);
+	if (!w->ref.id || record_pending(lz, pid, start) || spawn_watch(w)) {
+		db_lazy_del(lz->job);
 		free((char *)w->ref.id);
 		free(w);
 		return -1;
@@ -719,8 +825,133 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 		lazy_abort(lz);
 		json_decref(*info);
 		*info = NULL;
-		return fail(err, errlen, "lazy restore: cannot start the watch; the job was killed");
+		return fail(err, errlen, "lazy restore: cannot start the watch or record it in the "
+		            "database; the job was killed");
 	}
 	proc_tree_signal(pid, SIGCONT);
 	return 0;
+}
+
+int lazy_wait_pending(int timeout_ms)
+{
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	int n;
+
+	while ((n = lazy_pending_count()) > 0 && now_ms() < deadline)
+		usleep(TICK_MS * 1000);
+	return n;
+}
+
+/* Kill job R, which has no watch (the watch's kill_job), if it is still the one recorded. */
+static void kill_recorded_job(const struct jobref *r)
+{
+	if (!jobgroup_signal(r, SIGKILL) && proc_is(r->pid, r->start))
+		proc_tree_signal(r->pid, SIGKILL);
+}
+
+/* The record is settled: forget it, and the images extracted for it. */
+static void drop_record(const struct lazy_rec *r)
+{
+	if (r->images && r->images[0])
+		rm_flat_dir(r->images);
+	db_lazy_del(r->job);
+}
+
+/*
+ * Take back the recorded lazy-pages daemon (PIDFD, checked to be it) of job
+ * REF: copies of its userfaultfds again, and a watch as lazy_attach starts
+ * one. Returns 0 (the watch owns PIDFD), or -1 with WHY set.
+ */
+static int adopt(const struct lazy_rec *r, int pidfd, const struct jobref *ref, char *why,
+                 size_t len)
+{
+	struct watch *w = calloc(1, sizeof(*w));
+	struct lazy *lz;
+
+	if (!w || strlen(r->work) >= sizeof(w->lz.work) || strlen(r->images) >= sizeof(w->lz.images)) {
+		free(w);
+		snprintf(why, len, "out of memory, or a recorded path too long");
+		return -1;
+	}
+	lz = &w->lz;
+	snprintf(lz->job, sizeof(lz->job), "%s", r->job);
+	memcpy(lz->work, r->work, strlen(r->work) + 1);
+	memcpy(lz->images, r->images, strlen(r->images) + 1);
+	lz->pid = r->pid;
+	lz->pidfd = pidfd;
+	lz->ckfd = -1;
+	lz->timeout_s = r->timeout_s;
+	lz->t_start = now_ms();
+	w->adopted = true;
+	w->lp_start = r->start;
+	w->ref = (struct jobref){.id = strdup(r->job), .pid = ref->pid, .start = ref->start};
+	if (!w->ref.id || grab(lz) < 0 || spawn_watch(w)) {
+		snprintf(why, len, "cannot take hold of its userfaultfds or watch it: %s",
+		         strerror(errno));
+		for (int i = 0; i < lz->nheld; i++)
+			close(lz->held[i]);
+		free((char *)w->ref.id);
+		free(w);
+		return -1;
+	}
+	/* CRIU leaves the tree stopped until stasisd holds the fds: a daemon that
+	 * died between the record and lazy_attach's SIGCONT never resumed it. */
+	proc_tree_signal(ref->pid, SIGCONT);
+	return 0;
+}
+
+static void recover_one(const struct lazy_rec *r)
+{
+	struct jobref ref = {.id = r->job, .pid = r->job_pid, .start = r->job_start};
+	int pidfd = (int)syscall(SYS_pidfd_open, r->pid, 0);
+	/* The pidfd pins the PID: once it is seen to be the daemon, it stays so. */
+	bool alive = pidfd >= 0 && proc_is(r->pid, r->start);
+	char why[300] = "";
+
+	if (!jobgroup_any(&ref)) {
+		log_info("job %s: ended while the daemon was away, during its lazy restore", r->job);
+		if (alive)
+			kill(-r->pid, SIGKILL); /* nothing left to serve */
+	} else if (alive && !adopt(r, pidfd, &ref, why, sizeof(why))) {
+		log_info("job %s: lazy restore still filling its memory: took its lazy-pages "
+		         "daemon (pid %d) back after the daemon restart",
+		         r->job, (int)r->pid);
+		return; /* the watch has it and its record now */
+	} else if (alive) {
+		kill_recorded_job(&ref);
+		kill(-r->pid, SIGKILL);
+		log_err("job %s: its lazy-pages daemon (pid %d) could not be taken back after the "
+		        "daemon restart (%s): the job was killed rather than run on with memory that "
+		        "may miss pages",
+		        r->job, (int)r->pid, why);
+	} else if (lazy_log_complete(r->work, why, sizeof(why))) {
+		log_info("job %s: lazy restore complete: every page is in (its lazy-pages daemon "
+		         "finished while the daemon was away; %s)",
+		         r->job, why);
+	} else {
+		kill_recorded_job(&ref);
+		log_err("job %s: its lazy-pages daemon (pid %d) ended while the daemon was away "
+		        "and %s: the job was killed, its memory may be missing pages (see %s/%s)",
+		        r->job, (int)r->pid, why, r->work, LAZY_LOG);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	drop_record(r);
+}
+
+void lazy_recover(void)
+{
+	struct lazy_rec *v = NULL;
+	int n = 0;
+
+	if (db_lazy_list(&v, &n)) {
+		log_err("cannot read the pending lazy restores from the database: a job whose "
+		        "memory is not whole may run on");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		recover_one(&v[i]);
+		lazy_rec_free(&v[i]);
+	}
+	free(v);
 }

@@ -26,6 +26,19 @@
  * blocks instead, and the watcher kills the whole job (SIGKILL) before
  * letting go of them. The same when the daemon stops making progress for the
  * watchdog's bound. The job is left stopped until stasisd holds the fds.
+ *
+ * Across a restart of stasisd: before the job resumes, lazy_attach records
+ * the pending restore in the database (db.h: struct lazy_rec: the daemon's
+ * pid and start time, the job's, the work dir), and the watch removes the
+ * record once it is settled. At start-up lazy_recover() takes each recorded
+ * daemon that still runs back (copies of its fds again, a new watch: the
+ * same bound, completion and kill on early death, lazy_pending() again). One
+ * that is gone is judged by its log (it was not our child: its exit status
+ * is lost); unless the log shows every page in, the job is killed. Stopping
+ * stasisd on purpose first waits (a bound) for pending restores to complete.
+ * What remains: stasisd dead (SIGKILL, crash) AND the lazy-pages daemon dying
+ * before it is back: while nobody holds a copy of the fds, the job may read
+ * zero pages for a missing one until the next stasisd kills it.
  */
 #ifndef STASIS_LAZY_H
 #define STASIS_LAZY_H
@@ -74,6 +87,18 @@ bool lazy_is_pages(const char *name);
 
 /* Is a lazy restore of JOB still filling its memory (its daemon running)? */
 bool lazy_pending(const char *job);
+/* How many lazy restores are still filling their job's memory. */
+int lazy_pending_count(void);
+/* Wait up to TIMEOUT_MS until none is; returns how many still are. */
+int lazy_wait_pending(int timeout_ms);
+
+/*
+ * At start-up, after jobs_adopt(): settle every lazy restore a previous
+ * stasisd left pending (see above). Takes back a lazy-pages daemon that still
+ * runs; for one that is gone, kills the job unless the daemon's log shows
+ * every page in. Returns at once (the watches run in threads).
+ */
+void lazy_recover(void);
 
 /*
  * A streamed checkpoint (read through SRC_DIR, a /proc/self/fd path the

@@ -22,6 +22,7 @@
 #include "hostprobe.h"
 #include "jobs.h"
 #include "joblimits.h"
+#include "lazy.h"
 #include "log.h"
 #include "recover.h"
 #include "migrate.h"
@@ -33,6 +34,8 @@
 #define DEFAULT_SOCKET "/run/stasis/stasisd.sock"
 #define DEFAULT_STATE  "/var/lib/stasis"
 #define DEFAULT_CRIU   "/usr/local/libexec/stasis/criu"
+/* On a stop, how long to wait for lazy restores still filling memory (docs/lazy.md). */
+#define LAZY_STOP_WAIT_S 30
 
 static void usage(FILE *f)
 {
@@ -113,6 +116,26 @@ static int lock_state(const char *state_dir)
 	if (ftruncate(fd, 0) || write_all(fd, buf, strlen(buf)))
 		log_warn("cannot write %s", path);
 	return fd;
+}
+
+/*
+ * A stop waits (a bound) for lazy restores still filling memory: while no
+ * stasisd runs, nobody holds copies of their userfaultfds (lazy.h). The next
+ * stasisd takes back those still pending.
+ */
+static void wait_lazy(void)
+{
+	int n = lazy_pending_count();
+
+	if (!n)
+		return;
+	log_info("waiting up to %d s for %d lazy restore(s) to get every page in",
+	         LAZY_STOP_WAIT_S, n);
+	n = lazy_wait_pending(LAZY_STOP_WAIT_S * 1000);
+	if (n)
+		log_warn("%d lazy restore(s) still pending: the next stasisd takes their "
+		         "lazy-pages daemons back",
+		         n);
 }
 
 int main(int argc, char **argv)
@@ -260,6 +283,8 @@ int main(int argc, char **argv)
 
 	jobs_adopt();
 	recover_ops();
+	/* Before the socket: no dump may reach a job whose memory is still coming in. */
+	lazy_recover();
 	if (server_start(sock))
 		return 1;
 	log_info("ready: socket %s, state %s, criu %s, streamer %s", sock, state_abs, cfg.criu,
@@ -282,6 +307,7 @@ int main(int argc, char **argv)
 	}
 	server_stop();
 	migrate_listen_stop();
+	wait_lazy();
 	db_close();
 	return 0;
 }

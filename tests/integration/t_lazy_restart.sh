@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# A lazy restore across a restart of stasisd (docs/lazy.md): the restarted
+# daemon takes the lazy-pages daemon back (copies of its userfaultfds, the
+# watch), or, when it is gone, keeps the job only if its log shows every page
+# in. The lazy-pages daemon is slowed down to a crawl (a CPU quota,
+# helpers/lazy_hold.py), so pages are certainly still to come.
+#   a. stasisd SIGKILLed, restarted, then the lazy-pages daemon SIGKILLed:
+#      the job is killed, never verifies wrong memory
+#   b. stasisd SIGKILLed and restarted mid-way, the lazy-pages daemon goes on:
+#      the job runs, verifies, the log says the restore completed
+#   c. the lazy-pages daemon dies while stasisd is down: killed at restart
+#   d. the lazy-pages daemon finishes while stasisd is down: the job runs on
+#   e. `stasis daemon stop` waits for a pending lazy restore to complete
+# Behaviour only, never wall-clock time.
+# time-bound: 420
+. "$(dirname "$0")/../lib.sh"
+. "$REPO/tests/helpers/daemon_lib.sh"
+. "$(dirname "$0")/fault_lib.sh"
+
+daemon_up
+
+SIZE_MB=256
+WORK=$STASIS_STATE_DIR/work/l1.restore
+DLOG=$STASIS_STATE_DIR/stasisd.log
+
+lazy_field() {
+	$PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["lazy"][sys.argv[2]])' "$1" "$2"
+}
+# How many lines of the daemon's log hold PATTERN (fixed string).
+nlog() { grep -cF -- "$1" "$DLOG" || true; }
+# more_log N PATTERN: the log now holds PATTERN more than N times.
+more_log() { [ "$(nlog "$2")" -gt "$1" ]; }
+nverify() { sd logs l1 | grep -c '^verify ' || true; }
+
+# The lazy-pages daemon is slowed down by a CPU quota (cgroup cpu
+# controller; helpers/lazy_hold.py says why not SIGSTOP).
+if [ -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+	CG=/sys/fs/cgroup/cpu/stasis-lazyhold.$$
+	mkdir "$CG" && echo 1000000 >"$CG/cpu.cfs_period_us" || die "cannot make $CG"
+elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+	CG=/sys/fs/cgroup/stasis-lazyhold.$$
+	mkdir "$CG" || die "cannot make $CG"
+else
+	die "no cgroup cpu controller to slow the lazy-pages daemon down with"
+fi
+cg_rm() { for i in 1 2 3 4 5; do rmdir "$CG" 2>/dev/null && return; sleep 0.2; done; }
+at_exit cg_rm
+# cg_quota US|max: CPU time per second the lazy-pages daemon may use.
+cg_quota() {
+	if [ -e "$CG/cpu.cfs_quota_us" ]; then
+		echo "$([ "$1" = max ] && echo -1 || echo "$1")" >"$CG/cpu.cfs_quota_us"
+	else
+		echo "$1 1000000" >"$CG/cpu.max"
+	fi
+}
+
+# held_restore OUT: lazy restore of l1 from $T/plain whose lazy-pages daemon
+# gets 20 ms of CPU per second until the reply (enough for the faults CRIU's
+# restore needs) and 1 ms per second after it (its 256 MiB need some 200 ms);
+# LP gets its pid.
+held_restore() {
+	cg_quota 20000
+	$PY "$WORKLOADS/lazy_hold.py" "$WORK" "$CG/cgroup.procs" 60 >"$T/hold.out" &
+	local hp=$!
+	sd restore job l1 -d "$T/plain" --lazy --json >"$1" 2>&1
+	local rc=$?
+	cg_quota 1000
+	wait $hp || die "the lazy-pages daemon was not seen"
+	[ $rc = 0 ] || die "lazy restore: $(cat "$1")"
+	LP=$(cat "$T/hold.out")
+	track_pid "$LP"
+	[ "$(lazy_field "$1" pid)" = "$LP" ] || die "held $LP, the reply names $(lazy_field "$1" pid)"
+	[ "$(lazy_field "$1" pending)" = True ] || die "no page pending: $(cat "$1")"
+	alive "$LP" || die "the lazy-pages daemon ended before it was held"
+	[ "$(job_pid l1)" = "$pid" ] || die "restored under another pid"
+}
+# Let the lazy-pages daemon go at full speed.
+release() { cg_quota max; }
+daemon_crash() {
+	kill -9 "$DAEMON_PID"
+	wait_for 10 dead "$DAEMON_PID" || die "stasisd survived SIGKILL"
+}
+# The job is gone and its PID free again, for the next restore.
+job_gone() {
+	sd kill l1 >/dev/null 2>&1
+	wait_for 20 dead "$pid" || die "l1 still running"
+	wait_for 20 test ! -d "/proc/$pid" || die "pid $pid not freed"
+}
+readopted_line() { echo "job l1: lazy restore still filling its memory: took its lazy-pages daemon (pid $LP) back"; }
+
+CASE=setup
+hog l1 ${SIZE_MB}M
+pid=$(job_pid l1)
+sd dump job l1 -d "$T/plain" >/dev/null || die "plain dump"
+
+# a. Taken back after a crash of stasisd; then its source dies: the job is killed.
+CASE=a_source_dies_after_restart
+held_restore "$T/a.json"
+n=$(nverify)
+daemon_crash
+check a_job_survives_crash alive "$pid"
+daemon_up
+check a_taken_back grep -qF "$(readopted_line)" "$DLOG"
+check a_job_running test "$(job_status l1)" = JOB_RUNNING
+out=$(sd dump job l1 -d "$T/a-dump" --leave-running 2>&1)
+check a_dump_refused grep -q "still getting its memory back from a lazy restore" <<<"$out"
+kill -USR1 "$pid"
+sleep 0.5 # not a timing check: gives the job the chance to read a missing page
+check a_no_verify_yet test "$(nverify)" -eq "$n"
+killed=$(nlog "job l1: its lazy-pages daemon ended before every page was in")
+kill -9 "$LP"
+check a_job_killed wait_for 20 dead "$pid"
+check a_logged wait_for 10 more_log "$killed" "job l1: its lazy-pages daemon ended before every page was in"
+check a_status wait_for 20 sh -c "[ \"\$('$STASIS_BUILD/stasis' ps | awk '\$1==\"l1\"{print \$4}')\" != JOB_RUNNING ]"
+check a_never_bad sh -c "! '$STASIS_BUILD/stasis' logs l1 | grep -q BAD"
+check a_no_verify test "$(nverify)" -eq "$n"
+
+# b. Restart mid-way, the lazy-pages daemon finishes under the new stasisd.
+CASE=b_finishes_after_restart
+job_gone
+held_restore "$T/b.json"
+daemon_crash
+daemon_up
+check b_taken_back grep -qF "$(readopted_line)" "$DLOG"
+done_n=$(nlog "job l1: lazy restore complete: every page is in (its lazy-pages daemon was taken back")
+release
+check b_complete wait_for 60 more_log "$done_n" \
+	"job l1: lazy restore complete: every page is in (its lazy-pages daemon was taken back"
+check b_running test "$(job_status l1)" = JOB_RUNNING
+check b_memory_intact verified l1
+check b_dump_after sd dump job l1 -d "$T/b-dump" --leave-running
+
+# c. The lazy-pages daemon dies while stasisd is down. The job is stopped
+# first, so that it is still there (not crashed on a zero page) for the
+# restarted stasisd to kill.
+CASE=c_source_dies_while_down
+job_gone
+held_restore "$T/c.json"
+daemon_crash
+kill -STOP "$pid"
+kill -9 "$LP"
+wait_for 10 dead "$LP" || die "lazy-pages daemon survived SIGKILL"
+daemon_up
+check c_job_killed wait_for 20 dead "$pid"
+check c_logged grep -qF "job l1: its lazy-pages daemon (pid $LP) ended while the daemon was away and its log shows 0 of 1 processes' pages all in: the job was killed" "$DLOG"
+check c_status wait_for 20 sh -c "[ \"\$('$STASIS_BUILD/stasis' ps | awk '\$1==\"l1\"{print \$4}')\" != JOB_RUNNING ]"
+check c_never_bad sh -c "! '$STASIS_BUILD/stasis' logs l1 | grep -q BAD"
+
+# d. The lazy-pages daemon finishes while stasisd is down: its log shows
+# every page in, the job runs on.
+CASE=d_finishes_while_down
+wait_for 20 test ! -d "/proc/$pid" || die "pid $pid not freed"
+held_restore "$T/d.json"
+daemon_crash
+release
+check d_lazy_daemon_done wait_for 60 dead "$LP"
+daemon_up
+check d_complete grep -qF "job l1: lazy restore complete: every page is in (its lazy-pages daemon finished while the daemon was away; its log shows 1 of 1" "$DLOG"
+check d_running test "$(job_status l1)" = JOB_RUNNING
+check d_memory_intact verified l1
+
+# e. A stop on purpose waits for the pending lazy restore.
+CASE=e_stop_waits
+job_gone
+held_restore "$T/e.json"
+sd daemon stop >"$T/stop.out" 2>&1 &
+stopper=$!
+check e_waiting wait_for 20 grep -qF "waiting up to 30 s for 1 lazy restore(s) to get every page in" "$DLOG"
+done_n=$(nlog "job l1: lazy restore complete: every page is in")
+release
+wait $stopper
+check e_stopped grep -q "stasisd stopped" "$T/stop.out"
+check e_completed_before_stop more_log "$done_n" "job l1: lazy restore complete: every page is in"
+check e_nothing_left sh -c "! grep -q 'lazy restore(s) still pending' '$DLOG'"
+taken=$(nlog "took its lazy-pages daemon")
+daemon_up
+check e_nothing_taken_back test "$(nlog "took its lazy-pages daemon")" -eq "$taken"
+check e_memory_intact verified l1
+sd kill l1 >/dev/null
+finish
