@@ -1,7 +1,8 @@
 /*
- * cmd_migrate.c - stasis migrate job ID --to HOST:PORT [--stream N]
+ * cmd_migrate.c - stasis migrate job ID --to HOST:PORT [--stream N | --lazy]
  * [--token-file F]: move a running job to the daemon at HOST:PORT, which
- * restores it there; the job is killed here only once it runs there.
+ * restores it there; the job is killed here only once it runs there (with
+ * --lazy: once every page of its memory is there).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -13,8 +14,8 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stasis migrate job ID --to HOST:PORT [--stream N] [--token-file F]\n"
-	           "                            [--codec C] [--timeout S] [--json]\n"
+	fprintf(f, "usage: stasis migrate job ID --to HOST:PORT [--stream N | --lazy]\n"
+	           "                            [--token-file F] [--codec C] [--timeout S] [--json]\n"
 	           "\n"
 	           "Dumps job ID (frozen, not killed) while its shards stream over TLS to the\n"
 	           "stasisd listening on HOST:PORT (stasisd --listen), which verifies every\n"
@@ -25,6 +26,10 @@ static void usage(FILE *f)
 	           "\n"
 	           "  --to HOST:PORT     the target daemon's --listen address\n"
 	           "  --stream N         shards (parallel streams), default 2\n"
+	           "  --lazy             post-copy: only the small images travel before the job\n"
+	           "                     runs there; its memory follows, on fault and in the\n"
+	           "                     background, from the frozen job here, which is killed\n"
+	           "                     once every page is there (resumed here on a failure)\n"
 	           "  --codec C          lz4 (default), zstd[:L] or none\n"
 	           "  --token-file F     shared token (mode 0600); default: $STASIS_TOKEN_FILE,\n"
 	           "                     else the local daemon's own --token-file\n"
@@ -55,6 +60,7 @@ int cmd_migrate(int argc, char **argv)
 	static const struct option opts[] = {
 	        {"to", required_argument, NULL, 't'},
 	        {"stream", required_argument, NULL, 's'},
+	        {"lazy", no_argument, NULL, 'L'},
 	        {"codec", required_argument, NULL, 'c'},
 	        {"token-file", required_argument, NULL, 'T'},
 	        {"timeout", required_argument, NULL, 'W'},
@@ -82,6 +88,9 @@ int cmd_migrate(int argc, char **argv)
 			break;
 		case 'c':
 			json_object_set_new(req, "codec", json_string(optarg));
+			break;
+		case 'L':
+			json_object_set_new(req, "lazy", json_true());
 			break;
 		case 'T':
 			token_file = optarg;

@@ -72,8 +72,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 const char *tp_type_name(enum tp_type type)
 {
-	static const char *const names[] = {"?",   "HELLO",  "JOB",    "FILE",  "DATA",
-	                                    "END", "COMMIT", "ANSWER", "ABORT", "DONE"};
+	static const char *const names[] = {"?",      "HELLO", "JOB",  "FILE",  "DATA",    "END",
+	                                    "COMMIT", "ANSWER", "ABORT", "DONE", "PAGES", "COMPLETE"};
 
 	return (type >= 1 && type <= TP_TYPE_MAX) ? names[type] : "?";
 }
@@ -554,6 +554,11 @@ int tp_readable(struct tp_conn *c)
 	if (gnutls_record_check_pending(c->s) > 0)
 		return 1;
 	return poll(&p, 1, 0) > 0;
+}
+
+int tp_fd(const struct tp_conn *c)
+{
+	return c->fd;
 }
 
 const char *tp_peer(const struct tp_conn *c)

@@ -46,7 +46,9 @@ enum tp_type {
 	TP_ANSWER = 7, /* JSON: {"ok":true,...} or {"ok":false,"error":"..."} */
 	TP_ABORT = 8,  /* JSON: {"error":"..."}: the sender gives up; discard */
 	TP_DONE = 9,   /* JSON: {}: the sender got a positive ANSWER and acted on it */
-	TP_TYPE_MAX = 9,
+	TP_PAGES = 10, /* raw bytes of a CRIU page-server stream (post-copy migration) */
+	TP_COMPLETE = 11, /* JSON: {}: the target's lazy restore has every page in */
+	TP_TYPE_MAX = 11,
 };
 
 /* A token turned into the 32-byte PSK. */
@@ -98,6 +100,9 @@ int tp_send_data(struct tp_conn *c, uint32_t id, const void *buf, size_t len);
 int tp_recv(struct tp_conn *c, enum tp_type *type, void **buf, size_t *len);
 /* Receive one frame that must be of type TYPE and hold a JSON object. */
 int tp_recv_json(struct tp_conn *c, enum tp_type type, json_t **obj);
+
+/* The connection's socket, for poll() only (see tp_readable for data GnuTLS holds). */
+int tp_fd(const struct tp_conn *c);
 
 /* Peer address as text ("10.0.0.1:40000"). */
 const char *tp_peer(const struct tp_conn *c);

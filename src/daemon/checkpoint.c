@@ -126,6 +126,9 @@ struct op {
 	const char *log_name;
 	bool cut_off;         /* the watchdog killed CRIU (stalled or cancelled) */
 	char **ns_args;       /* a pid-ns job: CRIU's options for its mounts (pidns.h) */
+	int ps_fd;            /* > 2: post-copy migration (ckpt_dump_paged/_restore_paged) */
+	int status_fd;        /* dump: CRIU's --status-fd; restore: the lazy end_fd */
+	char ps_arg[16], status_arg[16];
 	char *err;
 	size_t errlen;
 };
@@ -435,6 +438,11 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 	o.keep_fd2 = op->dfd;
 	o.keep_fd = op->wfd; /* restore: CRIU's work dir */
 	o.keep_fd3 = op->inh_fd;
+	if (op->ps_fd > 2 && !op->restoring) {
+		/* The page-server socket and the "images written" fd (ckpt_dump_paged). */
+		o.keep_fd = op->ps_fd;
+		o.keep_fd3 = op->status_fd;
+	}
 	op->t_criu = now_ms();
 	ret = spawn(&o, &pid, &phase);
 	if (ret) {
@@ -636,6 +644,15 @@ static char **build_dump_argv(struct op *op, struct dump_req *d, char *pidbuf, j
 	}
 	if (d->stream)
 		argv[n++] = "--stream";
+	if (op->ps_fd > 2) {
+		snprintf(op->ps_arg, sizeof(op->ps_arg), "%d", op->ps_fd);
+		snprintf(op->status_arg, sizeof(op->status_arg), "%d", op->status_fd);
+		argv[n++] = "--lazy-pages";
+		argv[n++] = "--ps-socket";
+		argv[n++] = op->ps_arg;
+		argv[n++] = "--status-fd";
+		argv[n++] = op->status_arg;
+	}
 	n = add_ns_args(op, argv, n);
 	if (op->job.gpu && gpu_criu_libdir(cfg.state_dir)) {
 		argv[n++] = "-L"; /* no CRIU plugin joins in: the daemon drives the GPU */
@@ -901,10 +918,10 @@ static void gpu_dump_undo(struct op *op)
 		snprintf(op->err + used, op->errlen - used, "; the job is back on its GPU");
 }
 
-int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
-              size_t errlen)
+static int dump_job(const struct creds *caller, const char *id, json_t *req, int ps_fd,
+                    int status_fd, json_t **out, char *err, size_t errlen)
 {
-	struct op op = {.err = err, .errlen = errlen};
+	struct op op = {.err = err, .errlen = errlen, .ps_fd = ps_fd, .status_fd = status_fd};
 	struct dump_req d;
 	struct gpu_host gpu_host;
 	struct gpu_stats gpu_st;
@@ -919,6 +936,8 @@ int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **
 		return code;
 	}
 	code = parse_dump(&op, req, &d);
+	if (!code && ps_fd > 2 && (d.stream || !d.leave_stopped))
+		code = fail(&op, 400, "a paged dump is plain and leaves the job stopped");
 	if (!code)
 		code = parse_timeout(&op, req);
 	if (!code && lazy_pending(id))
@@ -1020,6 +1039,18 @@ out:
 	free(op.rec.criu_opts);
 	free(argv);
 	return code;
+}
+
+int ckpt_dump(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
+              size_t errlen)
+{
+	return dump_job(caller, id, req, -1, -1, out, err, errlen);
+}
+
+int ckpt_dump_paged(const struct creds *caller, const char *id, json_t *req, int ps_fd,
+                    int status_fd, json_t **out, char *err, size_t errlen)
+{
+	return dump_job(caller, id, req, ps_fd, status_fd, out, err, errlen);
 }
 
 /* ---- restore ---- */
@@ -1525,6 +1556,14 @@ static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char
 		return fail(op, 500, "prepare: %s: path too long", work);
 	memcpy(lz->work, work, strlen(work) + 1);
 	lz->timeout_s = op->timeout_s;
+	if (op->ps_fd > 2) {
+		/* Post-copy migration: the pages come from the source (ckpt_restore_paged). */
+		if (*streamed)
+			return fail(op, 400, "a paged restore needs a plain checkpoint");
+		lz->ps_fd = op->ps_fd;
+		lz->end_fd = op->status_fd;
+		op->status_fd = -1; /* lz has it now */
+	}
 	if (*streamed && lazy_extract(lz, cfg.streamer, op->fdpath, op->dfd, op->err, op->errlen))
 		return 500;
 	if (*streamed)
@@ -1618,9 +1657,11 @@ static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int 
 }
 
 static int restore_job(const struct creds *caller, const char *id, const char *origin,
-                       json_t *req, json_t **out, char *err, size_t errlen)
+                       json_t *req, int ps_fd, int end_fd, json_t **out, char *err,
+                       size_t errlen)
 {
-	struct op op = {.err = err, .errlen = errlen, .origin = origin};
+	struct op op = {.err = err, .errlen = errlen, .origin = origin, .ps_fd = ps_fd,
+	                .status_fd = end_fd};
 	struct ckpt c = {0};
 	const char *dir = NULL;
 	char **argv = NULL, work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
@@ -1630,8 +1671,11 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	struct lazy lz = {.pidfd = -1, .ckfd = -1};
 
 	code = op_begin(&op, caller, id, "restore");
-	if (code)
+	if (code) {
+		if (end_fd > 2)
+			close(end_fd);
 		return code;
+	}
 	if (req && json_unpack(req, "{s?s, s?i, s?b}", "dir", &dir, "stream", &stream, "lazy",
 	                      &lazy))
 		code = fail(&op, 400, "restore takes \"dir\" (string), \"stream\" (number) and "
@@ -1640,6 +1684,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 		code = fail(&op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
 	else if (parse_timeout(&op, req))
 		code = 400;
+	else if (ps_fd > 2 && !lazy)
+		code = fail(&op, 400, "a paged restore is lazy");
 	else if (job_alive(&op.job))
 		code = fail(&op, 409, "job %s is running (pid %d): kill it or dump it first", id,
 		            op.job.pid);
@@ -1740,6 +1786,8 @@ out:
 		log_warn("job %s: restore failed: %s", id, err);
 	ckpt_free(&c);
 	lazy_abort(&lz); /* nothing left to do once lazy_end handed it to its watch */
+	if (op.status_fd > 2)
+		close(op.status_fd); /* an end_fd lz never took */
 	if (op.wfd >= 0)
 		close(op.wfd);
 	if (op.inh_fd > 2)
@@ -1752,11 +1800,17 @@ out:
 int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
                  size_t errlen)
 {
-	return restore_job(caller, id, NULL, req, out, err, errlen);
+	return restore_job(caller, id, NULL, req, -1, -1, out, err, errlen);
 }
 
 int ckpt_restore_clone(const struct creds *caller, const char *id, const char *origin,
                        json_t *req, json_t **out, char *err, size_t errlen)
 {
-	return restore_job(caller, id, origin, req, out, err, errlen);
+	return restore_job(caller, id, origin, req, -1, -1, out, err, errlen);
+}
+
+int ckpt_restore_paged(const struct creds *caller, const char *id, json_t *req, int ps_fd,
+                       int end_fd, json_t **out, char *err, size_t errlen)
+{
+	return restore_job(caller, id, NULL, req, ps_fd, end_fd, out, err, errlen);
 }

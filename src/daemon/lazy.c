@@ -474,9 +474,21 @@ static int grab(struct lazy *lz)
 	return bad ? -1 : lz->nheld;
 }
 
+/* Say how the lazy restore ended to whoever gave end_fd (lazy.h). */
+static void tell_end(struct lazy *lz, bool complete)
+{
+	char c = complete ? '1' : '0';
+
+	if (lz->end_fd > 2 && write(lz->end_fd, &c, 1) != 1)
+		log_warn("job %s: cannot report the end of its lazy restore", lz->job);
+}
+
 static void release(struct lazy *lz)
 {
 	ps_stop(lz, PS_GRACE_MS, NULL, 0);
+	if (lz->end_fd > 2)
+		close(lz->end_fd);
+	lz->end_fd = -1;
 	for (int i = 0; i < lz->nheld; i++)
 		close(lz->held[i]);
 	lz->nheld = 0;
@@ -687,6 +699,7 @@ static void *watch_main(void *arg)
 		        "%s/%s)%s",
 		        w->ref.id, why, w->lz.work, LAZY_LOG, ps_note);
 	}
+	tell_end(&w->lz, ok && !w->bad[0]);
 	/* Settled (whole, or the job killed): nothing for a restarted daemon to do. */
 	db_lazy_del(w->ref.id);
 	w->lz.pid = 0;
@@ -769,6 +782,7 @@ static int start_watch(struct lazy *lz, pid_t pid, uint64_t start)
 	lz->images[0] = '\0';
 	lz->digest = NULL;
 	lz->ckfd = -1;
+	lz->end_fd = -1;
 	lz->ps_pid = 0;
 	return 0;
 }
@@ -817,6 +831,7 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 	*info = json_pack("{s:i, s:s, s:I, s:b}", "pid", exited ? 0 : (int)lz->pid, "log",
 	                  logpath, "resident_kb", (json_int_t)rss, "pending", !exited);
 	if (exited) {
+		tell_end(lz, true);
 		lz->pid = 0;
 		release(lz);
 	} else if (start_watch(lz, pid, start)) {

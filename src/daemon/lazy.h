@@ -74,6 +74,11 @@ struct lazy {
 	                    * keeps and closes its own fd. */
 	pid_t ps_pid;      /* the page server lazy_extract started (leader of its own
 	                    * group), reaped with the lazy-pages daemon; 0: none */
+	int end_fd;        /* > 2: taken over (closed by lazy.c): one byte is written to it
+	                    * when the lazy restore ends, '1' once every page is in, '0'
+	                    * when the job was killed for want of them; closed without a
+	                    * byte when the restore fails before the job ran. Lets a
+	                    * caller (post-copy migration) learn the outcome. */
 };
 
 /*

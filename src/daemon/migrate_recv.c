@@ -42,6 +42,7 @@
 #include "migrate_files.h"
 #include "mgauth.h"
 #include "mggate.h"
+#include "pagerelay.h"
 #include "proc.h"
 #include "util.h"
 
@@ -701,6 +702,350 @@ static void rx_cleanup(struct rx *rx)
 	tp_close(rx->c);
 }
 
+/* ---- post-copy migration (COMMIT with "lazy") ---- */
+
+/*
+ * The target's side of a lazy migration. The images came as files; the lazy
+ * pages come through the relay from the source's CRIU, which serves them
+ * from the frozen original. The job is answered for as soon as it runs; then
+ * the relay runs until the lazy-pages daemon has every page (COMPLETE to the
+ * source), or until anything fails: then the job here is killed (the lazy
+ * watch does it when its daemon ends early; a broken relay ends the daemon),
+ * and the source resumes its copy.
+ */
+struct rx_lazy {
+	struct prelay r;
+	pthread_mutex_t lock; /* sends on the channel: the relay and this thread */
+	int sv[2];            /* the lazy-pages daemon's page-server socketpair; [0] ours */
+	int end[2];           /* the lazy restore's outcome (lazy.h end_fd) */
+	int stop[2];          /* tells the relay thread to stop */
+	int relay_end[2];     /* the relay thread says it stopped */
+	pthread_t tid;
+	bool running;
+	char why[512]; /* why the relay stopped by itself */
+};
+
+static void rx_close(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+static void *rx_relay_main(void *arg)
+{
+	struct rx_lazy *L = arg;
+
+	for (;;) {
+		int type = 0, k;
+		void *buf = NULL;
+		size_t len = 0;
+
+		k = prelay_run(&L->r, L->stop[0], tp_default_timeout(), &type, &buf, &len, L->why,
+		               sizeof(L->why));
+		if (k == 1) {
+			L->why[0] = '\0';
+			break;
+		}
+		if (k == 0) {
+			json_t *j = json_loadb(buf, len, 0, NULL);
+			const char *e = json_string_value(json_object_get(j, "error"));
+
+			if (type == TP_ABORT)
+				snprintf(L->why, sizeof(L->why), "the source gave up: %s",
+				         e ? e : "no reason given");
+			else
+				snprintf(L->why, sizeof(L->why), "protocol error: unexpected %s frame",
+				         tp_type_name(type));
+			json_decref(j);
+			free(buf);
+		}
+		break;
+	}
+	if (write(L->relay_end[1], "x", 1) != 1)
+		log_warn("cannot signal the end of a page relay");
+	return NULL;
+}
+
+static void rx_lazy_stop_relay(struct rx_lazy *L)
+{
+	if (!L->running)
+		return;
+	if (write(L->stop[1], "x", 1) != 1)
+		log_warn("cannot stop a page relay");
+	pthread_join(L->tid, NULL);
+	L->running = false;
+}
+
+static void rx_lazy_free(struct rx_lazy *L)
+{
+	rx_lazy_stop_relay(L);
+	rx_close(&L->sv[0]);
+	rx_close(&L->sv[1]);
+	rx_close(&L->end[0]);
+	rx_close(&L->end[1]);
+	rx_close(&L->stop[0]);
+	rx_close(&L->stop[1]);
+	rx_close(&L->relay_end[0]);
+	rx_close(&L->relay_end[1]);
+	pthread_mutex_destroy(&L->lock);
+}
+
+/* Every image the source listed arrived whole (each checked against its XXH3 at END). */
+static int rx_lazy_verify(struct rx *rx, json_t *names)
+{
+	size_t i;
+	json_t *v;
+
+	for (int k = 0; k < MAX_RX_FILES; k++)
+		if (rx->files[k].hs && !rx->files[k].ended)
+			return rx_fail(rx, "%s was not sent completely", rx->files[k].name);
+	if (!json_is_array(names) || !json_array_size(names))
+		return rx_fail(rx, "protocol error: a lazy COMMIT lists its files");
+	json_array_foreach(names, i, v)
+	{
+		if (!json_is_string(v) || !have_file(rx, json_string_value(v)))
+			return rx_fail(rx, "the images arrived without %s",
+			               json_is_string(v) ? json_string_value(v) : "a file");
+	}
+	if (!have_file(rx, "inventory.img"))
+		return rx_fail(rx, "the images arrived without inventory.img");
+	return 0;
+}
+
+/* The source writes its marker only after the dump, once every page went: write ours. */
+static int rx_lazy_marker(struct rx *rx, const struct job *j)
+{
+	json_t *m = json_pack("{s:s, s:i, s:I, s:b, s:i, s:I, s:b}", "job", rx->id, "pid", j->pid,
+	                      "uid", (json_int_t)j->uid, "streamed", 0, "shards", 0, "created_ms",
+	                      (json_int_t)wall_ms(), "lazy_migration", 1);
+	char *text = json_dumps(m, JSON_INDENT(2));
+	int ret = text ? ckdir_write(rx->tfd, CK_MARKER, text, strlen(text), 0, 0) : -ENOMEM;
+
+	free(text);
+	json_decref(m);
+	return ret ? rx_fail(rx, "cannot write %s/%s: %s", rx->tmp, CK_MARKER, strerror(-ret)) : 0;
+}
+
+/* Verify, place and record the images (a plain checkpoint), as rx_commit does. */
+static int rx_lazy_record(struct rx *rx, json_t *commit, struct job *j)
+{
+	struct ckpt c;
+	int ret = -1;
+
+	rx->t_data_end = now_ms();
+	if (rx_lazy_verify(rx, json_object_get(commit, "files")))
+		return -1;
+	rx->t_verify = now_ms();
+	if (job_from_json(rx->job, j))
+		return rx_fail(rx, "protocol error: bad job record");
+	if (ckpt_from_json(json_object_get(commit, "checkpoint"), rx->final, rx->id, &c))
+		return rx_fail(rx, "protocol error: bad checkpoint record");
+	c.uid = j->uid;
+	c.streamed = false; /* plain images, lazy pages missing: not restorable alone */
+	c.shards = 0;
+	if (rx_lazy_marker(rx, j)) {
+		ckpt_free(&c);
+		return -1;
+	}
+	if (rx_place(rx, j, &c)) {
+		rx_undo(rx, j);
+		goto out;
+	}
+	free(j->checkpoint);
+	j->checkpoint = strdup(rx->final);
+	if (rx->comes_back) {
+		db_ckpt_delete_job(rx->id);
+		db_job_delete(rx->id);
+	}
+	if (db_job_insert(j) || db_ckpt_insert(&c)) {
+		rx_fail(rx, "cannot record job %s in this host's database", rx->id);
+		rx_undo(rx, j);
+		goto out;
+	}
+	ret = 0;
+out:
+	ckpt_free(&c);
+	return ret;
+}
+
+/* Start the relay, then restore lazily with the pages coming through it. */
+static int rx_lazy_restore(struct rx *rx, struct rx_lazy *L, struct job *j, json_t *commit,
+                           json_t **res)
+{
+	struct creds root = {0};
+	json_t *req = json_pack("{s:s, s:b, s:O?}", "dir", rx->final, "lazy", 1, "timeout",
+	                        json_object_get(commit, "timeout"));
+	char err[1024] = "";
+	int code;
+
+	if (prelay_socketpair(L->sv) || pipe2(L->end, O_CLOEXEC) || pipe2(L->stop, O_CLOEXEC) ||
+	    pipe2(L->relay_end, O_CLOEXEC)) {
+		json_decref(req);
+		rx_undo(rx, j);
+		return rx_fail(rx, "cannot make the page relay: %s", strerror(errno));
+	}
+	L->r = (struct prelay){.c = rx->c, .sk = L->sv[0], .lock = &L->lock};
+	tp_set_timeout(rx->c, tp_default_timeout());
+	/* Pages may be asked for while CRIU still restores: relay from now on. */
+	if (pthread_create(&L->tid, NULL, rx_relay_main, L)) {
+		json_decref(req);
+		rx_undo(rx, j);
+		return rx_fail(rx, "cannot start the page relay");
+	}
+	L->running = true;
+	jobs_busy_end(rx->id); /* ckpt_restore takes the job's busy mark itself */
+	rx->busy = false;
+	code = ckpt_restore_paged(&root, rx->id, req, L->sv[1], L->end[1], res, err, sizeof(err));
+	L->end[1] = -1; /* taken over */
+	rx_close(&L->sv[1]);
+	json_decref(req);
+	rx->t_restore = now_ms();
+	if (code != 200) {
+		rx_lazy_stop_relay(L);
+		rx_fail(rx, "lazy restore failed on the target: %s", err);
+		rx_undo(rx, j);
+		return -1;
+	}
+	log_info("job %s: running after a lazy migration from %s; its pages follow", rx->id,
+	         rx->peer);
+	return 0;
+}
+
+/*
+ * The job runs: wait until every page is in ('1' on END) or something fails.
+ * Returns true when complete; else WHY says what happened, and the job is dead.
+ */
+static bool rx_lazy_wait(struct rx *rx, struct rx_lazy *L, char *why, size_t len)
+{
+	bool relay_down = false;
+	char c = 0;
+
+	for (;;) {
+		struct pollfd pf[2] = {{.fd = L->end[0], .events = POLLIN},
+		                       {.fd = relay_down ? -1 : L->relay_end[0], .events = POLLIN}};
+
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents) {
+			if (read(L->end[0], &c, 1) != 1)
+				c = 0;
+			break;
+		}
+		if (pf[1].revents && !relay_down) {
+			/* Cut the lazy-pages daemon off: it fails, and the watch kills the job. */
+			relay_down = true;
+			snprintf(why, len, "the page relay failed: %s", L->why);
+			shutdown(L->sv[0], SHUT_RDWR);
+		}
+	}
+	if (c == '1' && !relay_down)
+		return true;
+	if (c == '1') {
+		/* Complete, but the source cannot hear it: it resumes its copy. */
+		rx_stop_restored(rx);
+	} else if (!relay_down) {
+		snprintf(why, len, "its lazy-pages daemon ended before every page was in (%s)",
+		         L->why[0] ? L->why : "see stasisd.log");
+	}
+	return false;
+}
+
+/* Every page is in: the images here are no checkpoint without them. */
+static void rx_lazy_drop_images(struct rx *rx)
+{
+	struct job j;
+
+	db_ckpt_delete_dir(rx->final);
+	mg_rmdir_flat(rx->final);
+	if (!db_job_get(rx->id, &j)) {
+		free(j.checkpoint);
+		j.checkpoint = NULL;
+		db_job_update(&j);
+		job_free(&j);
+	}
+}
+
+/* After COMPLETE: DONE, or the source may have resumed its copy: freeze ours. */
+static void rx_lazy_await_done(struct rx *rx)
+{
+	enum tp_type t = 0;
+	struct job j;
+	size_t len;
+	void *buf;
+
+	if (!tp_recv(rx->c, &t, &buf, &len)) {
+		free(buf);
+		if (t == TP_DONE) {
+			rx_lazy_drop_images(rx);
+			log_info("job %s: lazy migration from %s complete: every page is in", rx->id,
+			         rx->peer);
+			return;
+		}
+	}
+	if (!db_job_get(rx->id, &j)) {
+		jobs_signal(&j, SIGSTOP);
+		job_free(&j);
+	}
+	log_warn("job %s: %s never confirmed that it stopped its copy (%s); ours has every "
+	         "page and is frozen (SIGSTOP) here: if the job runs nowhere else, `stasis kill "
+	         "%s --signal CONT` resumes it, else `stasis kill %s`",
+	         rx->id, rx->peer, t ? tp_type_name(t) : tp_error(rx->c), rx->id, rx->id);
+}
+
+static void rx_lazy(struct rx *rx, json_t *commit)
+{
+	struct rx_lazy L = {.sv = {-1, -1}, .end = {-1, -1}, .stop = {-1, -1},
+	                    .relay_end = {-1, -1}};
+	json_t *res = NULL, *ans;
+	struct job j = {0};
+	char why[768] = "";
+
+	pthread_mutex_init(&L.lock, NULL);
+	if (rx_lazy_record(rx, commit, &j) || rx_lazy_restore(rx, &L, &j, commit, &res)) {
+		log_warn("lazy migration of job %s from %s failed: %s", rx->id, rx->peer, rx->err);
+		rx_lazy_free(&L);
+		if (!answer(rx, json_pack("{s:b, s:s}", "ok", 0, "error", rx->err)))
+			rx_drain(rx);
+		job_free(&j);
+		return;
+	}
+	ans = json_pack("{s:b, s:s, s:s, s:I, s:b, s:O?, s:O, s:{s:I, s:I, s:I}}", "ok", 1, "job",
+	                rx->id, "checkpoint", rx->final, "bytes", (json_int_t)rx->bytes, "lazy", 1,
+	                "pid", json_object_get(res, "pid"), "restore", res, "timings",
+	                "receive_ms", (json_int_t)(rx->t_data_end - rx->t_start), "verify_ms",
+	                (json_int_t)(rx->t_verify - rx->t_data_end), "restore_ms",
+	                (json_int_t)(rx->t_restore - rx->t_verify));
+	if (prelay_send_json(&L.r, TP_ANSWER, ans))
+		log_warn("job %s: cannot answer %s: %s", rx->id, rx->peer, tp_error(rx->c));
+	json_decref(ans);
+	json_decref(res);
+	if (rx_lazy_wait(rx, &L, why, sizeof(why))) {
+		json_t *done = json_object();
+
+		rx_lazy_stop_relay(&L);
+		if (tp_send_json(rx->c, TP_COMPLETE, done))
+			log_warn("job %s: cannot tell %s that every page is in: %s", rx->id, rx->peer,
+			         tp_error(rx->c));
+		json_decref(done);
+		rx_lazy_await_done(rx);
+	} else {
+		json_t *ab = json_pack("{s:s}", "error", why);
+
+		rx_lazy_stop_relay(&L);
+		rx_stop_restored(rx);
+		rx_undo(rx, &j);
+		log_warn("job %s: lazy migration from %s failed: %s; the job was killed here and "
+		         "resumes on the source",
+		         rx->id, rx->peer, why);
+		tp_set_timeout(rx->c, 2000);
+		tp_send_json(rx->c, TP_ABORT, ab);
+		json_decref(ab);
+	}
+	rx_lazy_free(&L);
+	job_free(&j);
+}
+
 static void *rx_thread(void *p)
 {
 	struct rx *rx = p;
@@ -714,9 +1059,15 @@ static void *rx_thread(void *p)
 		ret = rx_job(rx);
 	if (!ret)
 		ret = rx_stream(rx, &commit);
-	if (!ret)
+	if (!ret && json_is_true(json_object_get(commit, "lazy"))) {
+		rx_lazy(rx, commit); /* answers, relays and ends the conversation itself */
+		ret = -3;
+	} else if (!ret) {
 		ret = rx_commit(rx, commit, &res);
-	if (ret) {
+	}
+	if (ret == -3) {
+		/* done */
+	} else if (ret) {
 		log_warn("transfer%s%s from %s failed: %s", rx->id[0] ? " of job " : "", rx->id,
 		         rx->peer, rx->err);
 		if (ret != -2 && !answer(rx, json_pack("{s:b, s:s}", "ok", 0, "error", rx->err)))

@@ -23,11 +23,13 @@
 #include <inttypes.h>
 #include <dirent.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -38,10 +40,12 @@
 #include "ckdir.h"
 #include "db.h"
 #include "jobs.h"
+#include "lazy.h"
 #include "log.h"
 #include "manifest.h"
 #include "migrate_files.h"
 #include "mgauth.h"
+#include "pagerelay.h"
 #include "server.h"
 #include "util.h"
 
@@ -539,6 +543,8 @@ struct dump_thread {
 	char err[1024];
 	volatile int done;
 	uint64_t t0, t1;
+	int ps_fd, status_fd; /* --lazy: CRIU's page-server socket and "images written" fd */
+	int done_fd;          /* --lazy: written to once the dump returned, or -1 */
 };
 
 static void *dump_main(void *p)
@@ -548,9 +554,15 @@ static void *dump_main(void *p)
 
 	d->t0 = now_ms();
 	server_set_client_fd(d->client_fd);
-	d->code = ckpt_dump(&root, d->id, d->req, &d->out, d->err, sizeof(d->err));
+	if (d->ps_fd > 2)
+		d->code = ckpt_dump_paged(&root, d->id, d->req, d->ps_fd, d->status_fd, &d->out,
+		                          d->err, sizeof(d->err));
+	else
+		d->code = ckpt_dump(&root, d->id, d->req, &d->out, d->err, sizeof(d->err));
 	d->t1 = now_ms();
 	__atomic_store_n(&d->done, 1, __ATOMIC_RELEASE);
+	if (d->done_fd > 2 && write(d->done_fd, "x", 1) != 1)
+		log_warn("job %s: cannot signal the end of its dump", d->id);
 	return NULL;
 }
 
@@ -610,17 +622,39 @@ static void restore_record(const char *id, const char *prev_ckpt)
 	job_free(&j);
 }
 
+/* The job lives on the target now: its record here says so. */
+static void mark_migrated(const struct job *j)
+{
+	struct job cur;
+
+	if (db_job_get(j->id, &cur))
+		return;
+	snprintf(cur.state, sizeof(cur.state), "%s", ST_MIGRATED);
+	free(cur.checkpoint);
+	cur.checkpoint = j->checkpoint ? strdup(j->checkpoint) : NULL;
+	cur.updated = (int64_t)wall_ms();
+	db_job_update(&cur);
+	job_free(&cur);
+}
+
 static int parse_migrate(json_t *req, const char **to, int *stream, const char **token,
-                         const char **codec, char *err, size_t errlen)
+                         const char **codec, int *lazy, char *err, size_t errlen)
 {
 	*stream = DEFAULT_SHARDS;
 	*token = NULL;
 	*codec = NULL;
-	if (!req || json_unpack(req, "{s:s, s?i, s?s, s?s}", "to", to, "stream", stream, "token",
-	                        token, "codec", codec)) {
+	*lazy = 0;
+	if (!req || json_unpack(req, "{s:s, s?i, s?s, s?s, s?b}", "to", to, "stream", stream,
+	                        "token", token, "codec", codec, "lazy", lazy)) {
 		snprintf(err, errlen,
 		         "migrate needs \"to\": \"HOST:PORT\" (and optionally "
-		         "\"stream\", \"token\", \"codec\")");
+		         "\"stream\", \"token\", \"codec\", \"lazy\")");
+		return 400;
+	}
+	if (*lazy && (json_object_get(req, "stream") || *codec)) {
+		snprintf(err, errlen,
+		         "--lazy sends plain images (CRIU serves lazy pages from a plain dump "
+		         "only): --stream and --codec do not apply");
 		return 400;
 	}
 	if (*stream < 1 || *stream > 64) {
@@ -769,18 +803,7 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 		return t->target_said ? 409 : 502;
 	}
 	/* The target runs the job now: the frozen original goes. */
-	{
-		struct job cur;
-
-		if (!db_job_get(j->id, &cur)) {
-			snprintf(cur.state, sizeof(cur.state), "%s", ST_MIGRATED);
-			free(cur.checkpoint);
-			cur.checkpoint = j->checkpoint ? strdup(j->checkpoint) : NULL;
-			cur.updated = (int64_t)wall_ms();
-			db_job_update(&cur);
-			job_free(&cur);
-		}
-	}
+	mark_migrated(j);
 	kill_tree(j->pid);
 	jobs_wait_reaped(j->id, 5000);
 	drop_window(t->dir);
@@ -807,15 +830,366 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 	return 200;
 }
 
+/* ---- migrate --lazy (post-copy) ---- */
+
+/*
+ * The lazy dump's state on the source. The tree stays frozen, its memory
+ * intact, from the dump until the target says every page is in (COMPLETE);
+ * CRIU serves the lazy pages from it meanwhile, through the relay.
+ */
+struct lazy_tx {
+	struct dump_thread d;
+	int sv[2];     /* CRIU's page-server socketpair: [0] ours, [1] CRIU's */
+	int st[2];     /* CRIU's --status-fd: a byte once every image is written */
+	int done[2];   /* the dump thread says it returned */
+	int wfd;       /* the window, locked for a user's job (ckdir_lock), or -1 */
+	bool started;  /* the dump thread runs */
+	struct prelay r;
+	json_t *ans;   /* the target's positive ANSWER (the job runs there) */
+	uint64_t t0, t_images, t_sent, t_running, t_complete;
+};
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/*
+ * CRIU's lazy page server sizes a pipe to 819 pages (4 MiB once rounded) and,
+ * when it may not, fails on the first page asked for (its tee pipe is never
+ * set up). Past fs.pipe-max-size that needs CAP_SYS_RESOURCE, which root
+ * lacks on some hosts (proc.h). Refuse up front rather than freeze the job
+ * for nothing.
+ */
+#define LAZY_PIPE_BYTES (4 << 20)
+static int lazy_pipes_ok(char *err, size_t errlen)
+{
+	char *text = NULL;
+	long max = 0;
+	bool cap = false;
+
+	if (!read_file("/proc/self/status", &text, NULL)) {
+		const char *p = strstr(text, "CapEff:");
+
+		cap = p && (strtoull(p + 7, NULL, 16) >> 24) & 1; /* CAP_SYS_RESOURCE */
+	}
+	free(text);
+	text = NULL;
+	if (!read_file("/proc/sys/fs/pipe-max-size", &text, NULL))
+		max = atol(text);
+	free(text);
+	if (cap || max >= LAZY_PIPE_BYTES)
+		return 0;
+	snprintf(err, errlen,
+	         "--lazy needs pipes of %d bytes for CRIU's page server, and this host allows %ld "
+	         "without CAP_SYS_RESOURCE, which stasisd lacks: raise fs.pipe-max-size "
+	         "(sysctl -w fs.pipe-max-size=%d); the job was not touched",
+	         LAZY_PIPE_BYTES, max, LAZY_PIPE_BYTES);
+	return -1;
+}
+
+/* Wait for CRIU's status byte: every image is in the window. */
+static int lazy_wait_images(struct tx *t, struct lazy_tx *L)
+{
+	snprintf(t->phase, sizeof(t->phase), "dumping");
+	for (;;) {
+		struct pollfd pf = {.fd = L->st[0], .events = POLLIN};
+		char c;
+
+		if (poll(&pf, 1, 100) > 0 && read(L->st[0], &c, 1) == 1)
+			return 0;
+		if (__atomic_load_n(&L->d.done, __ATOMIC_ACQUIRE))
+			return tx_fail(t, "the dump failed: %s", L->d.err);
+	}
+}
+
+/* Is NAME a file of the window the target needs (CRIU's images, not logs)? */
+static bool lazy_image_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	return name[0] != '.' && !(n > 4 && !strcmp(name + n - 4, ".log")) &&
+	       strncmp(name, "stats-", 6) && strcmp(name, CK_MARKER);
+}
+
+/* Every image in the window, then the job's log; their names into NAMES. */
+static int lazy_send_images(struct tx *t, const char *log, json_t *names)
+{
+	char path[PATH_MAX + 256];
+	struct dirent *e;
+	DIR *d = opendir(t->dir);
+
+	snprintf(t->phase, sizeof(t->phase), "sending the images");
+	if (!d)
+		return tx_fail(t, "cannot open %s: %s", t->dir, strerror(errno));
+	while ((e = readdir(d))) {
+		if (e->d_type != DT_REG || !lazy_image_name(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", t->dir, e->d_name);
+		if (tx_whole(t, e->d_name, path)) {
+			closedir(d);
+			return -1;
+		}
+		json_array_append_new(names, json_string(e->d_name));
+	}
+	closedir(d);
+	if (log && !access(log, F_OK) && tx_whole(t, MG_LOG_NAME, log))
+		return -1;
+	return 0;
+}
+
+static int lazy_commit(struct tx *t, const struct job *j, json_t *names)
+{
+	json_t *rec = json_pack("{s:I, s:i, s:b, s:i, s:s, s:[]}", "uid", (json_int_t)j->uid, "pid",
+	                        j->pid, "streamed", 0, "shards", 0, "codec", "", "criu_opts");
+	json_t *msg = json_pack("{s:o, s:b, s:b, s:O, s:O?}", "checkpoint", rec, "restore", 1,
+	                        "lazy", 1, "files", names, "timeout", t->timeout);
+	int rc = tp_send_json(t->c, TP_COMMIT, msg);
+
+	json_decref(msg);
+	return rc ? tx_conn_fail(t) : 0;
+}
+
+/*
+ * Relay pages until the target says every page is in (COMPLETE). Fails on
+ * the target's refusal or ABORT, a broken or silent channel, and a CRIU that
+ * ended badly (it then resumed or let go of the tree: the job runs here).
+ */
+static int lazy_relay(struct tx *t, struct lazy_tx *L)
+{
+	int stop = L->done[0];
+
+	snprintf(t->phase, sizeof(t->phase), "waiting for the target to restore");
+	L->r = (struct prelay){.c = t->c, .sk = L->sv[0]};
+	tp_set_timeout(t->c, tp_default_timeout());
+	for (;;) {
+		int idle = L->ans ? tp_default_timeout() : MG_ANSWER_TIMEOUT_MS, type = 0, k;
+		char why[512] = "";
+		size_t len = 0;
+		void *buf = NULL;
+		json_t *m;
+
+		k = prelay_run(&L->r, stop, idle, &type, &buf, &len, why, sizeof(why));
+		if (k < 0)
+			return tx_fail(t, "%s", why);
+		if (k == 1) {
+			/* CRIU is done: fine if it ended well (its peer hung up: the
+			 * target's lazy-pages daemon has what it wants), not otherwise. */
+			if (L->d.code != 200)
+				return tx_fail(t, "CRIU's page server on the source ended: %s",
+				               L->d.err);
+			stop = -1;
+			continue;
+		}
+		m = json_loadb(buf, len, 0, NULL);
+		free(buf);
+		if (type == TP_ANSWER && json_is_true(json_object_get(m, "ok")) && !L->ans) {
+			L->ans = m;
+			L->t_running = now_ms();
+			snprintf(t->phase, sizeof(t->phase), "serving the job's pages to the target");
+			continue;
+		}
+		if (type == TP_COMPLETE && L->ans) {
+			json_decref(m);
+			L->t_complete = now_ms();
+			return 0;
+		}
+		if ((type == TP_ANSWER || type == TP_ABORT) &&
+		    json_string_value(json_object_get(m, "error"))) {
+			tx_fail(t, "the target %s: %s", type == TP_ABORT ? "gave up" : "refused",
+			        json_string_value(json_object_get(m, "error")));
+			t->target_said = true;
+		} else {
+			tx_fail(t, "protocol error: unexpected %s frame", tp_type_name(type));
+		}
+		json_decref(m);
+		return -1;
+	}
+}
+
+/* Let CRIU go (its page server gets an end of stream) and wait for the dump to return. */
+static void lazy_end_dump(struct lazy_tx *L)
+{
+	if (L->sv[0] >= 0)
+		shutdown(L->sv[0], SHUT_RDWR);
+	if (L->started)
+		pthread_join(L->d.tid, NULL);
+	L->started = false;
+	json_decref(L->d.req);
+	L->d.req = NULL;
+	if (L->wfd >= 0)
+		ckdir_unlock_files(L->wfd); /* so that the window can be removed */
+	close_fd(&L->wfd);
+}
+
+static void lazy_tx_free(struct lazy_tx *L)
+{
+	lazy_end_dump(L);
+	close_fd(&L->sv[0]);
+	close_fd(&L->sv[1]);
+	close_fd(&L->st[0]);
+	close_fd(&L->st[1]);
+	close_fd(&L->done[0]);
+	close_fd(&L->done[1]);
+	json_decref(L->d.out);
+	json_decref(L->ans);
+}
+
+static json_t *lazy_result(struct tx *t, const struct job *j, struct lazy_tx *L, uint64_t t_end)
+{
+	json_t *tt = json_object_get(L->ans, "timings");
+
+	return json_pack("{s:s, s:s, s:s, s:b, s:O?, s:I, s:I, s:O?, s:{s:I, s:I, s:O?, s:I, "
+	                 "s:I, s:I, s:I}}",
+	                 "job", j->id, "status", "JOB_MIGRATED", "target", t->to, "lazy", 1,
+	                 "target_pid", json_object_get(L->ans, "pid"), "bytes",
+	                 (json_int_t)t->bytes, "lazy_bytes", (json_int_t)L->r.to_peer,
+	                 "target_restore_stats",
+	                 json_object_get(json_object_get(L->ans, "restore"), "stats"), "timings",
+	                 "dump_ms", (json_int_t)(L->t_images - L->d.t0), "transfer_ms",
+	                 (json_int_t)(L->t_sent - L->t_images), "restore_ms",
+	                 json_object_get(tt, "restore_ms"), "frozen_ms",
+	                 (json_int_t)(L->t_running - L->d.t0), "to_running_ms",
+	                 (json_int_t)(L->t_running - L->t0), "pages_complete_ms",
+	                 (json_int_t)(L->t_complete - L->t0), "total_ms",
+	                 (json_int_t)(t_end - L->t0));
+}
+
+/* Start the lazy dump: CRIU writes the images, then serves pages on L->sv[1]. */
+static int lazy_start_dump(struct tx *t, struct job *j, struct lazy_tx *L)
+{
+	if (prelay_socketpair(L->sv) || pipe2(L->st, O_CLOEXEC) || pipe2(L->done, O_CLOEXEC))
+		return tx_fail(t, "cannot make the page-server socket: %s", strerror(errno));
+	snprintf(t->dir, sizeof(t->dir), "%s/%s-%" PRIu64, mg.outgoing, j->id, wall_ms());
+	L->d.req = json_pack("{s:s, s:b}", "dir", t->dir, "leave_stopped", 1);
+	if (t->timeout)
+		json_object_set(L->d.req, "timeout", t->timeout);
+	L->d.ps_fd = L->sv[1];
+	L->d.status_fd = L->st[1];
+	L->d.done_fd = L->done[1];
+	log_info("job %s: migrating to %s, lazily (window %s)", j->id, t->to, t->dir);
+	if (pthread_create(&L->d.tid, NULL, dump_main, &L->d))
+		return tx_fail(t, "cannot start the dump thread");
+	L->started = true;
+	return 0;
+}
+
+/*
+ * A user's window is the owner's while their CRIU writes it: lock it (root's,
+ * files immutable, no writer left: ckdir.h) before it is read and sent, so
+ * the target restores what the dump wrote.
+ */
+static int lazy_lock_window(struct tx *t, const struct job *j, struct lazy_tx *L)
+{
+	char why[512];
+
+	L->wfd = ckdir_open(t->dir);
+	if (L->wfd < 0)
+		return tx_fail(t, "cannot open %s", t->dir);
+	if (ckdir_lock(L->wfd, t->dir, 0, why, sizeof(why)))
+		return tx_fail(t, "cannot secure the window of uid %u's job: %s", j->uid, why);
+	return 0;
+}
+
+static int lazy_migrate_run(struct tx *t, struct job *j, const char *token, json_t **out,
+                            char *err, size_t errlen)
+{
+	struct lazy_tx L = {.d = {.id = j->id, .client_fd = server_client_fd()},
+	                    .sv = {-1, -1}, .st = {-1, -1}, .done = {-1, -1}, .wfd = -1,
+	                    .t0 = now_ms()};
+	json_t *files, *names = json_array();
+	char log_kept[PATH_MAX + 64] = "";
+	int rc;
+
+	files = mfiles_collect(j->pid, j->log);
+	rc = tx_open_conn(t, "migrate", j, token, files);
+	json_decref(files);
+	if (rc) {
+		json_decref(names);
+		snprintf(err, errlen,
+		         "migration of job %s to %s failed while %s: %s; the job was "
+		         "not touched and keeps running here",
+		         j->id, t->to, t->phase, t->err);
+		return t->target_said ? 409 : 502;
+	}
+	rc = lazy_start_dump(t, j, &L);
+	if (!rc)
+		rc = lazy_wait_images(t, &L);
+	L.t_images = now_ms();
+	/* CRIU has its own copies now; ours would hide its end of the stream. */
+	close_fd(&L.sv[1]);
+	close_fd(&L.st[1]);
+	if (!rc && j->uid != 0)
+		rc = lazy_lock_window(t, j, &L);
+	if (!rc)
+		rc = lazy_send_images(t, j->log, names);
+	if (!rc)
+		rc = lazy_commit(t, j, names);
+	L.t_sent = now_ms();
+	json_decref(names);
+	if (!rc)
+		rc = lazy_relay(t, &L);
+	if (rc) {
+		bool ran = L.ans != NULL;
+		json_t *ab = json_pack("{s:s}", "error", t->err);
+
+		/* The target kills its copy on ABORT, and when the channel breaks. */
+		tp_set_timeout(t->c, 2000);
+		tp_send_json(t->c, TP_ABORT, ab);
+		json_decref(ab);
+		lazy_end_dump(&L);
+		resume_tree(j->pid);
+		if (L.started || L.t_images)
+			keep_dump_log(t->dir, j->id, log_kept, sizeof(log_kept));
+		drop_window(t->dir);
+		restore_record(j->id, j->checkpoint);
+		snprintf(err, errlen,
+		         "migration of job %s to %s failed while %s: %s; the job %s and keeps "
+		         "running here%s%s%s",
+		         j->id, t->to, t->phase, t->err,
+		         L.started || L.t_images ? "was resumed" : "was not touched",
+		         ran ? " (its copy on the target was stopped; what it did there is lost)"
+		             : "",
+		         log_kept[0] ? "; CRIU log kept as " : "", log_kept);
+		log_warn("job %s: %s", j->id, err);
+		lazy_tx_free(&L);
+		return t->target_said ? 409 : 502;
+	}
+	/* Every page is in on the target: the frozen original goes. */
+	lazy_end_dump(&L);
+	mark_migrated(j);
+	kill_tree(j->pid);
+	jobs_wait_reaped(j->id, 5000);
+	drop_window(t->dir);
+	if (send_done(t)) {
+		snprintf(err, errlen,
+		         "job %s runs on %s with every page, and was stopped here, but the final "
+		         "confirmation failed (%s): the target freezes its copy (SIGSTOP); there, "
+		         "`stasis kill %s --signal CONT` resumes it",
+		         j->id, t->to, t->err, j->id);
+		log_warn("job %s: %s", j->id, err);
+		lazy_tx_free(&L);
+		return 502;
+	}
+	*out = lazy_result(t, j, &L, now_ms());
+	log_info("job %s: migrated to %s lazily (%" PRIu64 " bytes of images, %" PRIu64
+	         " of pages)",
+	         j->id, t->to, t->bytes, L.r.to_peer);
+	lazy_tx_free(&L);
+	return 200;
+}
+
 int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
                 size_t errlen)
 {
 	const char *to, *token, *codec;
 	struct tx t = {.capfd = -1};
 	struct job j;
-	int code, stream;
+	int code, stream, lazy;
 
-	code = parse_migrate(req, &to, &stream, &token, &codec, err, errlen);
+	code = parse_migrate(req, &to, &stream, &token, &codec, &lazy, err, errlen);
 	if (code)
 		return code;
 	if (db_job_get(id, &j) || (caller->uid != 0 && caller->uid != j.uid)) {
@@ -842,9 +1216,24 @@ int migrate_job(const struct creds *caller, const char *id, json_t *req, json_t 
 		job_free(&j);
 		return 409;
 	}
+	if (lazy && lazy_pipes_ok(err, errlen)) {
+		job_free(&j);
+		return 409;
+	}
+	if (lazy && lazy_pending(id)) {
+		snprintf(err, errlen,
+		         "job %s is still getting its memory back from a lazy restore; migrate it "
+		         "once that is done",
+		         id);
+		job_free(&j);
+		return 409;
+	}
 	t.to = to;
 	t.timeout = json_object_get(req, "timeout");
-	code = migrate_run(&t, &j, stream, codec, token, out, err, errlen);
+	if (lazy)
+		code = lazy_migrate_run(&t, &j, token, out, err, errlen);
+	else
+		code = migrate_run(&t, &j, stream, codec, token, out, err, errlen);
 	tx_free(&t);
 	job_free(&j);
 	return code;
