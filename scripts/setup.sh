@@ -106,5 +106,12 @@ build_criu() {
 
 install_packages
 build_criu
+# stasis migrate --lazy: CRIU's lazy page server needs 4 MiB pipes, past the
+# default fs.pipe-max-size where root lacks CAP_SYS_RESOURCE (docs/migration.md).
+if [ "$(cat /proc/sys/fs/pipe-max-size)" -lt 4194304 ]; then
+	echo 4194304 >/proc/sys/fs/pipe-max-size &&
+		log "fs.pipe-max-size raised to 4 MiB (stasis migrate --lazy)" ||
+		log "warning: cannot raise fs.pipe-max-size: stasis migrate --lazy will refuse"
+fi
 "$PREFIX/criu" check >/dev/null 2>&1 && log "criu check: looks good" ||
 	log "warning: '$PREFIX/criu check' failed (run it for details)"
