@@ -12,7 +12,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: stasis restore job [ID] [-d DIR] [--stream N] [--as NEWID] [--lazy]\n"
-	           "                          [--timeout S] [--json]\n"
+	           "                          [--fill auto|criu|uffd] [--timeout S] [--json]\n"
 	           "\n"
 	           "Restores job ID from its latest checkpoint, or from DIR. Streamed or plain is\n"
 	           "read from the files; --stream N, if given, must match the shard count.\n"
@@ -27,6 +27,12 @@ static void usage(FILE *f)
 	           "the checkpoint (a streamed one is extracted to local disk first). Until\n"
 	           "every page is in, the job is killed if the page source fails\n"
 	           "(docs/lazy.md). A user's job only from a plain checkpoint.\n"
+	           "\n"
+	           "--fill says how an ordinary restore puts the memory back before the job\n"
+	           "runs: criu, CRIU's own copy; uffd, through userfaultfd as --lazy does but\n"
+	           "with the job held until every page is in (much faster for a tree of\n"
+	           "processes; pages they shared are not shared again); auto (default), uffd\n"
+	           "for a tree that shared little memory when it was dumped (docs/lazy.md).\n"
 	           "\n"
 	           "--timeout S cuts the restore off when it makes no progress for S seconds\n"
 	           "(default: the daemon's, 60; 0: never); Ctrl-C cancels it. Either way the\n"
@@ -60,6 +66,7 @@ int cmd_restore(int argc, char **argv)
 	        {"stream", required_argument, NULL, 's'},
 	        {"timeout", required_argument, NULL, 'W'},
 	        {"lazy", no_argument, NULL, 'L'},
+	        {"fill", required_argument, NULL, 'F'},
 	        {"as", required_argument, NULL, 'a'},
 	        {"json", no_argument, NULL, 'j'},
 	        {"help", no_argument, NULL, 'h'},
@@ -90,6 +97,14 @@ int cmd_restore(int argc, char **argv)
 			break;
 		case 'L':
 			json_object_set_new(req, "lazy", json_true());
+			break;
+		case 'F':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "criu") && strcmp(optarg, "uffd")) {
+				fprintf(stderr, "stasis restore: --fill takes auto, criu or uffd\n");
+				json_decref(req);
+				return 2;
+			}
+			json_object_set_new(req, "fill", json_string(optarg));
 			break;
 		case 'a':
 			as = optarg;

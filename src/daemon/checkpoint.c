@@ -41,6 +41,7 @@
 #include "jobs.h"
 #include "pidns.h"
 #include "lazy.h"
+#include "memshare.h"
 #include "log.h"
 #include "progress.h"
 #include "server.h"
@@ -129,6 +130,10 @@ struct op {
 	int ps_fd;            /* > 2: post-copy migration (ckpt_dump_paged/_restore_paged) */
 	int status_fd;        /* dump: CRIU's --status-fd; restore: the lazy end_fd */
 	char ps_arg[16], status_arg[16];
+	struct memshare mem; /* dump: the tree's shared memory, measured before CRIU */
+	bool mem_ok;
+	bool fill_uffd;      /* restore: memory filled through userfaultfd first (memshare.h) */
+	uint64_t fill_ms;
 	char *err;
 	size_t errlen;
 };
@@ -771,6 +776,8 @@ static json_t *dump_stats(struct op *op, uint64_t t_end, uint64_t size)
 
 	if (op->job.gpu)
 		json_object_set_new(st, "GPUDuration", json_integer((json_int_t)op->gpu_ms));
+	if (op->mem_ok)
+		json_object_set_new(st, "Tree", memshare_json(&op->mem));
 	return st;
 }
 
@@ -977,6 +984,8 @@ static int dump_job(const struct creds *caller, const char *id, json_t *req, int
 	         d.stream ? " (streamed)" : "");
 	op.log_dfd = op.dfd;
 	op.log_name = "dump.log";
+	/* How a restore will fill its memory depends on it (memshare.h). */
+	op.mem_ok = !memshare_measure(op.job.pid, &op.mem);
 	if (run_criu(&op, argv, op.as_owner, &status)) {
 		code = 500;
 		/* A task CRIU had stopped when it was killed must run on (SIGCONT). */
@@ -1366,6 +1375,10 @@ static void reap_failed_restore(pid_t pid)
 
 	if (pid <= 0)
 		return; /* a job in its own PID namespace: its old host PID means nothing */
+	/* Its children first, while it still holds them (a tree held stopped for
+	 * a lazy restore or a fill, or one CRIU left half made). The PIDs were
+	 * free before CRIU ran, so they are nothing else. */
+	proc_tree_signal(pid, SIGKILL);
 	snprintf(path, sizeof(path), "/proc/%d", pid);
 	while (!access(path, F_OK) && now_ms() < deadline) {
 		pid_t r = waitpid(pid, NULL, WNOHANG);
@@ -1656,6 +1669,80 @@ static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int 
 	return 0;
 }
 
+/*
+ * How the restore fills the job's memory (memshare.h): "criu", CRIU's own
+ * copy; "uffd", the lazy machinery with the tree held stopped until every
+ * page is in; "auto", uffd for a tree that shared little memory when it was
+ * dumped, where it can be used. For uffd, LZ gets the hold and an end_fd,
+ * whose other end goes to *END_RD.
+ */
+static int choose_fill(struct op *op, const struct ckpt *c, const char *fill, bool streamed,
+                       struct lazy *lz, int *end_rd)
+{
+	const char *why = NULL;
+	struct memshare m;
+	int p[2];
+
+	if (!strcmp(fill, "criu"))
+		return 0;
+	if (op->job.gpu)
+		why = "a GPU job's memory must be whole before the driver takes it back";
+	else if (op->as_owner && streamed)
+		why = "a user's streamed checkpoint is restored by CRIU itself (docs/lazy.md)";
+	else if (op->origin || op->job.pidns)
+		why = "clones and PID-namespace jobs are restored by CRIU itself";
+	else if (!memshare_uffd_supported(cfg.criu))
+		why = "CRIU cannot restore through userfaultfd on this host (criu check --feature "
+		      "uffd-noncoop)";
+	if (why && !strcmp(fill, "uffd"))
+		return fail(op, 400, "--fill uffd: %s", why);
+	if (why)
+		return 0;
+	if (!strcmp(fill, "auto") &&
+	    !(memshare_from_stats(c->stats, &m) && memshare_prefer_uffd(&m)))
+		return 0;
+	if (pipe2(p, O_CLOEXEC))
+		return fail(op, 500, "prepare: pipe: %s", strerror(errno));
+	lz->hold = true;
+	lz->end_fd = p[1];
+	*end_rd = p[0];
+	op->fill_uffd = true;
+	return 0;
+}
+
+/*
+ * --fill uffd, once lazy_end handed the stopped tree to the watch: wait for
+ * its verdict, then let the job run. A failure has already killed the job
+ * (the watch never lets it run with missing pages).
+ */
+static int fill_end_wait(struct op *op, int end_rd, json_t **out)
+{
+	uint64_t t0 = now_ms();
+	json_t *stats;
+	char c = 0;
+
+	while (read(end_rd, &c, 1) < 0 && errno == EINTR)
+		;
+	op->fill_ms = now_ms() - t0;
+	if (c != '1') {
+		json_decref(*out);
+		*out = NULL;
+		return fail(op, 500,
+		            "filling the memory through userfaultfd failed (see stasisd.log and "
+		            "%s/work/%s.restore/lazy-pages.log); the restored job was killed "
+		            "before it ran; its checkpoint %s is unchanged",
+		            cfg.state_dir, op->job.id, op->dir);
+	}
+	proc_tree_signal(op->job.pid, SIGCONT);
+	json_object_del(*out, "lazy");
+	stats = json_object_get(*out, "stats");
+	json_object_set_new(stats, "Fill", json_string("uffd"));
+	json_object_set_new(stats, "FillDuration", json_integer((json_int_t)op->fill_ms));
+	log_info("job %s: memory filled through userfaultfd in %llu ms; running", op->job.id,
+	         (unsigned long long)op->fill_ms);
+	return 0;
+}
+
 static int restore_job(const struct creds *caller, const char *id, const char *origin,
                        json_t *req, int ps_fd, int end_fd, json_t **out, char *err,
                        size_t errlen)
@@ -1667,8 +1754,9 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	char **argv = NULL, work[PATH_MAX], pidfile[PATH_MAX + 64], desc[128], wpath[64];
 	bool recorded = false, streamed = false;
 	struct gpu_remap gpu_remap;
-	int code, stream = 0, status, gpu_nprocs = 0, lazy = 0;
+	int code, stream = 0, status, gpu_nprocs = 0, lazy = 0, fill_end = -1;
 	struct lazy lz = {.pidfd = -1, .ckfd = -1};
+	const char *fill = "auto";
 
 	code = op_begin(&op, caller, id, "restore");
 	if (code) {
@@ -1676,10 +1764,14 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 			close(end_fd);
 		return code;
 	}
-	if (req && json_unpack(req, "{s?s, s?i, s?b}", "dir", &dir, "stream", &stream, "lazy",
-	                      &lazy))
-		code = fail(&op, 400, "restore takes \"dir\" (string), \"stream\" (number) and "
-		                      "\"lazy\" (boolean)");
+	if (req && json_unpack(req, "{s?s, s?i, s?b, s?s}", "dir", &dir, "stream", &stream, "lazy",
+	                      &lazy, "fill", &fill))
+		code = fail(&op, 400, "restore takes \"dir\" (string), \"stream\" (number), "
+		                      "\"lazy\" (boolean) and \"fill\" (string)");
+	else if (strcmp(fill, "auto") && strcmp(fill, "criu") && strcmp(fill, "uffd"))
+		code = fail(&op, 400, "\"fill\" is auto, criu or uffd, not \"%s\"", fill);
+	else if (lazy && strcmp(fill, "auto"))
+		code = fail(&op, 400, "--lazy fills memory its own way: it takes no --fill");
 	else if (stream < 0 || stream > MAX_SHARDS)
 		code = fail(&op, 400, "--stream takes 1..%d shards", MAX_SHARDS);
 	else if (parse_timeout(&op, req))
@@ -1709,10 +1801,15 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 		code = gpu_restore_check(&op, &gpu_remap, &gpu_nprocs);
 	if (!code)
 		code = restore_ns_args(&op, &c);
+	if (!code && !lazy && ps_fd <= 2)
+		code = choose_fill(&op, &c, fill, streamed, &lz, &fill_end);
+	if (!code && op.fill_uffd)
+		lazy = 1; /* the lazy machinery, the job held until every page is in */
 	if (!code)
 		code = make_workdir(&op, work, sizeof(work));
 	if (!code && lazy)
-		code = lazy_begin(&op, &lz, &streamed, work, recorded ? c.digest : NULL);
+		code = lazy_begin(&op, &lz, &streamed, work,
+		                  recorded && !op.fill_uffd ? c.digest : NULL);
 	if (!code && streamed)
 		code = start_streamer(&op, "serve", 0, NULL, false);
 	if (!code && streamed)
@@ -1774,6 +1871,8 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	code = restored(&op, work, out);
 	if (!code && lazy)
 		code = lazy_end(&op, &lz, out);
+	if (!code && op.fill_uffd)
+		code = fill_end_wait(&op, fill_end, out);
 	if (!code && op.job.gpu)
 		code = gpu_restore_finish(&op, &gpu_remap, gpu_nprocs, out);
 	if (!code)
@@ -1786,6 +1885,8 @@ out:
 		log_warn("job %s: restore failed: %s", id, err);
 	ckpt_free(&c);
 	lazy_abort(&lz); /* nothing left to do once lazy_end handed it to its watch */
+	if (fill_end >= 0)
+		close(fill_end);
 	if (op.status_fd > 2)
 		close(op.status_fd); /* an end_fd lz never took */
 	if (op.wfd >= 0)

@@ -793,7 +793,7 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 	struct jobref ref = {.id = lz->job, .pid = pid, .start = start};
 	char why[128] = "", logpath[4200], ps_note[700] = "";
 	int status = 0;
-	bool exited;
+	bool exited, hold = lz->hold;
 	long rss;
 
 	if (wait_all_fds(lz, &status, &exited)) {
@@ -843,7 +843,8 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 		return fail(err, errlen, "lazy restore: cannot start the watch or record it in the "
 		            "database; the job was killed");
 	}
-	proc_tree_signal(pid, SIGCONT);
+	if (!hold)
+		proc_tree_signal(pid, SIGCONT);
 	return 0;
 }
 

@@ -74,6 +74,9 @@ struct lazy {
 	                    * keeps and closes its own fd. */
 	pid_t ps_pid;      /* the page server lazy_extract started (leader of its own
 	                    * group), reaped with the lazy-pages daemon; 0: none */
+	bool hold;         /* lazy_attach leaves the tree stopped: its caller resumes it
+	                    * once end_fd says every page is in (a restore that fills
+	                    * memory through userfaultfd before the job runs, memshare.h) */
 	int end_fd;        /* > 2: taken over (closed by lazy.c): one byte is written to it
 	                    * when the lazy restore ends, '1' once every page is in, '0'
 	                    * when the job was killed for want of them; closed without a

@@ -1,0 +1,117 @@
+/*
+ * memshare.c - anonymous memory shared within a process tree (memshare.h).
+ */
+#include "memshare.h"
+#include "hostprobe.h"
+#include "proc.h"
+
+#include <pthread.h>
+#include <sys/wait.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_TREE  4096
+#define SHARED_FLOOR_KB (64u << 10)
+
+/* Is the smaps mapping header LINE an anonymous mapping? */
+static bool anon_mapping(const char *line)
+{
+	char path[256] = "";
+
+	/* "start-end perms offset dev inode   [path]" */
+	if (sscanf(line, "%*s %*s %*s %*s %*s %255s", path) < 1 || !path[0])
+		return true;
+	return !strcmp(path, "[heap]") || !strcmp(path, "[stack]");
+}
+
+static void measure_one(pid_t pid, struct memshare *m)
+{
+	char path[64], line[512];
+	unsigned long long kb;
+	bool anon = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		/* A mapping header starts with its address in lower-case hex; the
+		 * fields that follow with a capitalized name. */
+		if ((line[0] >= '0' && line[0] <= '9') || (line[0] >= 'a' && line[0] <= 'f'))
+			anon = anon_mapping(line);
+		else if (anon && sscanf(line, "Anonymous: %llu kB", &kb) == 1)
+			m->anon_kb += kb;
+		else if (anon && (sscanf(line, "Shared_Clean: %llu kB", &kb) == 1 ||
+		                  sscanf(line, "Shared_Dirty: %llu kB", &kb) == 1))
+			m->shared_anon_kb += kb;
+	}
+	fclose(f);
+	m->procs++;
+}
+
+int memshare_measure(pid_t root, struct memshare *m)
+{
+	static __thread pid_t tree[MAX_TREE];
+	size_t n = proc_tree_pids(root, tree, MAX_TREE);
+
+	memset(m, 0, sizeof(*m));
+	if (n > MAX_TREE)
+		n = MAX_TREE;
+	for (size_t i = 0; i < n; i++)
+		measure_one(tree[i], m);
+	return m->procs ? 0 : -1;
+}
+
+json_t *memshare_json(const struct memshare *m)
+{
+	return json_pack("{s:i, s:I, s:I}", "Procs", m->procs, "AnonKB", (json_int_t)m->anon_kb,
+	                 "SharedAnonKB", (json_int_t)m->shared_anon_kb);
+}
+
+bool memshare_from_stats(const char *stats_json, struct memshare *m)
+{
+	json_t *st = stats_json ? json_loads(stats_json, 0, NULL) : NULL;
+	json_int_t procs = 0, anon = 0, shared = 0;
+	bool ok = st && !json_unpack(st, "{s:{s:I, s:I, s:I}}", "Tree", "Procs", &procs, "AnonKB",
+	                             &anon, "SharedAnonKB", &shared) &&
+	          procs > 0 && anon >= 0 && shared >= 0;
+
+	json_decref(st);
+	memset(m, 0, sizeof(*m));
+	if (ok) {
+		m->procs = (int)procs;
+		m->anon_kb = (uint64_t)anon;
+		m->shared_anon_kb = (uint64_t)shared;
+	}
+	return ok;
+}
+
+bool memshare_prefer_uffd(const struct memshare *m)
+{
+	uint64_t allowed = m->anon_kb / 10;
+
+	if (allowed < SHARED_FLOOR_KB)
+		allowed = SHARED_FLOOR_KB;
+	return m->procs > 1 && m->shared_anon_kb <= allowed;
+}
+
+static int uffd_state; /* 0 not probed, 1 supported, -1 not */
+static pthread_mutex_t uffd_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool memshare_uffd_supported(const char *criu)
+{
+	char *argv[] = {(char *)criu, "check", "--feature", "uffd-noncoop", NULL};
+	char out[512];
+	int status = 0;
+
+	pthread_mutex_lock(&uffd_lock);
+	if (!uffd_state)
+		uffd_state = !run_capture(argv, out, sizeof(out), 20000, &status) &&
+		                             WIFEXITED(status) && WEXITSTATUS(status) == 0
+		                     ? 1
+		                     : -1;
+	pthread_mutex_unlock(&uffd_lock);
+	return uffd_state > 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * memshare.h - how much of a process tree's anonymous memory its processes
+ * share with each other, measured before a dump, and the restore method it
+ * calls for.
+ *
+ * Why: CRIU's ordinary restore fills the memory of a child whose mapping it
+ * inherits from its parent one page at a time: it reads the page, compares it
+ * with the parent's and, where they differ, writes it, breaking copy-on-write
+ * (criu/mem.c, restore_priv_vma_content). Pages equal to the parent's stay
+ * shared. On hosts where page-table work is costly (every copy-on-write break
+ * flushes TLBs) this is by far the slowest part of restoring a tree. A
+ * restore through userfaultfd (lazy.h, "fill": the tree stays stopped until
+ * every page is in) copies each process's pages straight into empty page
+ * tables instead, but it cannot keep pages shared: each process gets its own
+ * copy. So it is chosen for a tree only when its processes shared little
+ * anonymous memory when it was dumped.
+ */
+#ifndef STASIS_MEMSHARE_H
+#define STASIS_MEMSHARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct memshare {
+	int procs;              /* processes measured */
+	uint64_t anon_kb;       /* anonymous memory resident in them, summed */
+	uint64_t shared_anon_kb; /* of which mapped by more than one process, summed */
+};
+
+/*
+ * Measure the tree of ROOT from /proc/PID/smaps (anonymous mappings: no file,
+ * or [heap]/[stack]). Returns 0, or -1 if ROOT cannot be read (then *M is
+ * zeroed). Processes that end meanwhile are skipped.
+ */
+int memshare_measure(pid_t root, struct memshare *m);
+
+/* {"Procs", "AnonKB", "SharedAnonKB"} for a dump's stats. */
+json_t *memshare_json(const struct memshare *m);
+
+/* Read it back from a dump's stats ("Tree"); false when it is not there. */
+bool memshare_from_stats(const char *stats_json, struct memshare *m);
+
+/*
+ * Should a restore of a tree measured as M fill its memory through
+ * userfaultfd? Yes for a tree of several processes whose shared anonymous
+ * memory is at most a tenth of it or 64 MiB, whichever is more (what the
+ * userfaultfd restore would duplicate); no for one process (CRIU's own path
+ * reads its pages in large runs and shares nothing), or when unknown.
+ */
+bool memshare_prefer_uffd(const struct memshare *m);
+
+/*
+ * Can CRIU on this host restore through userfaultfd (`criu check --feature
+ * uffd-noncoop`, run once with CRIU's environment and remembered)?
+ */
+bool memshare_uffd_supported(const char *criu);
+
+#endif
