@@ -31,6 +31,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 GIB = 1 << 30
@@ -216,14 +217,20 @@ class Failed(Exception):
     pass
 
 
+CRIU_BOUND_S = 900
+
+
 def run_criu(env, args, cwd, logname):
     """Run CRIU with --display-stats; returns (wall s, rusage, stats)."""
     cmd = [env.criu] + args + ["-o", logname, "--display-stats"]
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
+    bound = threading.Timer(CRIU_BOUND_S, p.kill)  # a benchmark never hangs either
+    bound.start()
     out = p.stdout.read()
     rc, ru = wait_rusage(p)
+    bound.cancel()
     wall = time.monotonic() - t0
     if rc != 0:
         raise Failed(f"criu {args[0]} exit {rc}: {out.strip()[-300:]}")
@@ -864,7 +871,28 @@ def setup(args):
     env.stasis_bin = copy_bin(os.path.join(build, "stasis"), bindir)
     if not env.memhog:
         raise SystemExit(f"no memhog in {build}/tests/bin: run `make build/tests/bin/memhog`")
+    env.breakpoints = criu_breakpoint_mode(env)
     return env
+
+
+def criu_breakpoint_mode(env):
+    """Plain CRIU hangs for ever where ptrace hardware breakpoints never fire
+    (docs/reliability.md, "Never hang"). Ask the same probe stasisd uses
+    (`stasis check`) and, where they are not delivered, run every CRIU of the
+    benchmark (plain ones and the bare streamer's) in its no-breakpoint mode,
+    as stasisd does: both sides then run in the same mode. STASIS_CRIU_BREAKPOINTS
+    (on/off) forces it."""
+    forced = os.environ.get("STASIS_CRIU_BREAKPOINTS", "auto")
+    if forced == "auto" and env.stasis_bin:
+        out = subprocess.run([env.stasis_bin, "check"], capture_output=True, text=True,
+                             timeout=60).stdout
+        line = next((l for l in out.splitlines() if "breakpoints:" in l), "")
+        forced = "off" if "not delivered" in line or "cannot" in line else "on"
+    if forced == "off":
+        os.environ["CRIU_FAULT"] = "130"
+        return "off (CRIU_FAULT=130 for every CRIU)"
+    os.environ.pop("CRIU_FAULT", None)
+    return "on"
 
 
 def profile(env, args, cases):
@@ -1245,6 +1273,7 @@ def write_meta(env, args, cases, when, meta=None):
                                  "grep -H . page_reporting_order min_free_ms 2>/dev/null | "
                                  "tr '\\n' ' '") or "none",
             "drop_caches": str(env.drop),
+            "criu_breakpoints": env.breakpoints,
             "ref_size": f"{args.ref_size:g}",
             "cases": "; ".join(f"{c.key} x{c.procs}: " + ",".join(s.name for s in ss)
                                for c, ss in cases),
