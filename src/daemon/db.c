@@ -50,6 +50,11 @@ static const char *const added_columns[] = {
         "ALTER TABLE ops ADD COLUMN dev INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE ops ADD COLUMN ino INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE jobs ADD COLUMN pidns INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE lazy ADD COLUMN ckdir TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE lazy ADD COLUMN ckdev INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE lazy ADD COLUMN ckino INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE lazy ADD COLUMN digest TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE lazy ADD COLUMN checked INTEGER NOT NULL DEFAULT 0",
 };
 
 static void add_columns(void)
@@ -541,7 +546,8 @@ void op_rec_free(struct op_rec *o)
 int db_lazy_put(const struct lazy_rec *r)
 {
 	sqlite3_stmt *st = prep("INSERT OR REPLACE INTO lazy (job, pid, start, job_pid, job_start,"
-	                        " work, images, timeout_s, created) VALUES (?,?,?,?,?,?,?,?,?)");
+	                        " work, images, timeout_s, created, ckdir, ckdev, ckino, digest,"
+	                        " checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 
 	if (!st)
 		return -EIO;
@@ -554,6 +560,11 @@ int db_lazy_put(const struct lazy_rec *r)
 	bind_text(st, 7, r->images ? r->images : "");
 	sqlite3_bind_int(st, 8, r->timeout_s);
 	sqlite3_bind_int64(st, 9, r->created);
+	bind_text(st, 10, r->ckdir ? r->ckdir : "");
+	sqlite3_bind_int64(st, 11, (sqlite3_int64)r->ckdev);
+	sqlite3_bind_int64(st, 12, (sqlite3_int64)r->ckino);
+	bind_text(st, 13, r->digest ? r->digest : "");
+	sqlite3_bind_int(st, 14, r->checked);
 	return run(st);
 }
 
@@ -562,10 +573,16 @@ int db_lazy_del(const char *job)
 	return run(prep_text("DELETE FROM lazy WHERE job = ?", job));
 }
 
+int db_lazy_checked(const char *job)
+{
+	return run(prep_text("UPDATE lazy SET checked = 1 WHERE job = ?", job));
+}
+
 int db_lazy_list(struct lazy_rec **out, int *n)
 {
 	sqlite3_stmt *st = prep("SELECT job, pid, start, job_pid, job_start, work, images,"
-	                        " timeout_s, created FROM lazy");
+	                        " timeout_s, created, ckdir, ckdev, ckino, digest, checked"
+	                        " FROM lazy");
 	struct lazy_rec *v = NULL;
 	int cnt = 0, rc;
 
@@ -588,6 +605,11 @@ int db_lazy_list(struct lazy_rec **out, int *n)
 		r->images = col_dup(st, 6);
 		r->timeout_s = sqlite3_column_int(st, 7);
 		r->created = sqlite3_column_int64(st, 8);
+		r->ckdir = col_dup(st, 9);
+		r->ckdev = (uint64_t)sqlite3_column_int64(st, 10);
+		r->ckino = (uint64_t)sqlite3_column_int64(st, 11);
+		r->digest = col_dup(st, 12);
+		r->checked = sqlite3_column_int(st, 13);
 	}
 	sqlite3_finalize(st);
 	*out = v;
@@ -599,6 +621,8 @@ void lazy_rec_free(struct lazy_rec *r)
 {
 	free(r->work);
 	free(r->images);
+	free(r->ckdir);
+	free(r->digest);
 	memset(r, 0, sizeof(*r));
 }
 

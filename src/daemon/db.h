@@ -140,10 +140,19 @@ struct lazy_rec {
 	char *images;       /* extracted images to remove once done, or "" */
 	int timeout_s;      /* the daemon's no-progress bound; 0: none */
 	int64_t created;    /* wall ms */
+	/* A plain checkpoint's pages files are checked against its digest while
+	 * the pages come in (lazy.h): its directory (path and identity), the
+	 * digest, and whether that check passed; "" / 0: no check to do. */
+	char *ckdir;
+	uint64_t ckdev, ckino;
+	char *digest;
+	bool checked;
 };
 
 int db_lazy_put(const struct lazy_rec *r);
 int db_lazy_del(const char *job);
+/* The pages files' check of JOB's pending lazy restore passed. */
+int db_lazy_checked(const char *job);
 int db_lazy_list(struct lazy_rec **out, int *n);
 void lazy_rec_free(struct lazy_rec *r);
 

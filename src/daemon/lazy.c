@@ -659,8 +659,10 @@ static void *check_pages(void *arg)
 	struct watch *w = arg;
 	char why[400];
 
-	if (!ckdir_verify_some(w->lz.ckfd, w->lz.digest, not_pages, why, sizeof(why)))
+	if (!ckdir_verify_some(w->lz.ckfd, w->lz.digest, not_pages, why, sizeof(why))) {
+		db_lazy_checked(w->ref.id); /* a restarted daemon need not check again */
 		return NULL;
+	}
 	kill_job(w);
 	snprintf(w->bad, sizeof(w->bad), "%s", why);
 	log_err("job %s: its checkpoint's pages do not match what was dumped (%s): the job "
@@ -754,8 +756,19 @@ static int record_pending(const struct lazy *lz, pid_t pid, uint64_t start)
 	struct lazy_rec r = {.pid = lz->pid, .job_pid = pid, .job_start = start,
 	                     .work = (char *)lz->work, .images = (char *)lz->images,
 	                     .timeout_s = lz->timeout_s, .created = (int64_t)wall_ms()};
+	char fdpath[64], ckdir[4096];
+	ssize_t n;
 
 	snprintf(r.job, sizeof(r.job), "%.*s", JOB_ID_MAX, lz->job);
+	/* The pages files' check, to run again if stasisd dies before it is done. */
+	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", lz->ckfd);
+	if (lz->digest && lz->ckfd >= 0 &&
+	    (n = readlink(fdpath, ckdir, sizeof(ckdir) - 1)) > 0 &&
+	    !ckdir_identity(lz->ckfd, &r.ckdev, &r.ckino)) {
+		ckdir[n] = '\0';
+		r.ckdir = ckdir;
+		r.digest = lz->digest;
+	}
 	if (proc_start_time(lz->pid, &r.start) || db_lazy_put(&r))
 		return -1;
 	return 0;
@@ -865,6 +878,69 @@ static void kill_recorded_job(const struct jobref *r)
 		proc_tree_signal(r->pid, SIGKILL);
 }
 
+/*
+ * The recorded check of the pages files against the dump, if it had not
+ * passed: the very directory again (same identity), or -1 (nothing to check,
+ * or it cannot be reopened: said in the log).
+ */
+static int recheck_dir(const struct lazy_rec *r)
+{
+	int dfd;
+
+	if (!r->ckdir || !r->ckdir[0] || !r->digest || !r->digest[0] || r->checked)
+		return -1;
+	dfd = ckdir_reopen(r->ckdir, r->ckdev, r->ckino);
+	if (dfd < 0)
+		log_warn("job %s: the check of its checkpoint's pages files against the dump had "
+		         "not finished, and %s cannot be opened again to run it (%s)",
+		         r->job, r->ckdir, strerror(-dfd));
+	return dfd;
+}
+
+static void *recheck_main(void *arg)
+{
+	struct watch *w = arg;
+
+	check_pages(w);
+	close(w->lz.ckfd);
+	free(w->lz.digest);
+	free((char *)w->ref.id);
+	free(w);
+	return NULL;
+}
+
+/* Every page came while stasisd was away: the pages files' check, if it had not passed. */
+static void recheck_pages(const struct lazy_rec *r, const struct jobref *ref)
+{
+	struct watch *w;
+	pthread_attr_t at;
+	pthread_t th;
+	int dfd = recheck_dir(r), ret = -1;
+
+	if (dfd < 0)
+		return;
+	w = calloc(1, sizeof(*w));
+	if (w && (w->lz.digest = strdup(r->digest)) &&
+	    (w->ref.id = strdup(r->job))) {
+		w->lz.ckfd = dfd;
+		w->ref.pid = ref->pid;
+		w->ref.start = ref->start;
+		pthread_attr_init(&at);
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		ret = pthread_create(&th, &at, recheck_main, w);
+		pthread_attr_destroy(&at);
+	}
+	if (!ret)
+		return;
+	log_warn("job %s: cannot check its checkpoint's pages files against the dump", r->job);
+	close(dfd);
+	if (w) {
+		free(w->lz.digest);
+		free((char *)w->ref.id);
+	}
+	free(w);
+}
+
 /* The record is settled: forget it, and the images extracted for it. */
 static void drop_record(const struct lazy_rec *r)
 {
@@ -895,7 +971,8 @@ static int adopt(const struct lazy_rec *r, int pidfd, const struct jobref *ref, 
 	memcpy(lz->images, r->images, strlen(r->images) + 1);
 	lz->pid = r->pid;
 	lz->pidfd = pidfd;
-	lz->ckfd = -1;
+	lz->ckfd = recheck_dir(r); /* the watch checks them (again) */
+	lz->digest = lz->ckfd >= 0 ? strdup(r->digest) : NULL;
 	lz->timeout_s = r->timeout_s;
 	lz->t_start = now_ms();
 	w->adopted = true;
@@ -906,6 +983,9 @@ static int adopt(const struct lazy_rec *r, int pidfd, const struct jobref *ref, 
 		         strerror(errno));
 		for (int i = 0; i < lz->nheld; i++)
 			close(lz->held[i]);
+		if (lz->ckfd >= 0)
+			close(lz->ckfd);
+		free(lz->digest);
 		free((char *)w->ref.id);
 		free(w);
 		return -1;
@@ -944,6 +1024,7 @@ static void recover_one(const struct lazy_rec *r)
 		log_info("job %s: lazy restore complete: every page is in (its lazy-pages daemon "
 		         "finished while the daemon was away; %s)",
 		         r->job, why);
+		recheck_pages(r, &ref);
 	} else {
 		kill_recorded_job(&ref);
 		log_err("job %s: its lazy-pages daemon (pid %d) ended while the daemon was away "

@@ -34,7 +34,8 @@
  * daemon that still runs back (copies of its fds again, a new watch: the
  * same bound, completion and kill on early death, lazy_pending() again). One
  * that is gone is judged by its log (it was not our child: its exit status
- * is lost); unless the log shows every page in, the job is killed. Stopping
+ * is lost); unless the log shows every page in, the job is killed. The pages
+ * files' check against the digest runs again if it had not passed. Stopping
  * stasisd on purpose first waits (a bound) for pending restores to complete.
  * What remains: stasisd dead (SIGKILL, crash) AND the lazy-pages daemon dying
  * before it is back: while nobody holds a copy of the fds, the job may read

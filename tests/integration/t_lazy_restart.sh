@@ -11,6 +11,8 @@
 #   c. the lazy-pages daemon dies while stasisd is down: killed at restart
 #   d. the lazy-pages daemon finishes while stasisd is down: the job runs on
 #   e. `stasis daemon stop` waits for a pending lazy restore to complete
+#   f. a changed pages file whose check stasisd did not finish: checked again
+#      at restart, the job is killed
 # Behaviour only, never wall-clock time.
 # time-bound: 420
 . "$(dirname "$0")/../lib.sh"
@@ -54,16 +56,17 @@ cg_quota() {
 	fi
 }
 
-# held_restore OUT: lazy restore of l1 from $T/plain whose lazy-pages daemon
+# held_restore OUT [stop]: lazy restore of l1 from $T/plain whose lazy-pages daemon
 # gets 20 ms of CPU per second until the reply (enough for the faults CRIU's
 # restore needs) and 1 ms per second after it (its 256 MiB need some 200 ms);
-# LP gets its pid.
+# LP gets its pid. With "stop", stasisd is stopped (SIGSTOP) as soon as it replied.
 held_restore() {
 	cg_quota 20000
 	$PY "$WORKLOADS/lazy_hold.py" "$WORK" "$CG/cgroup.procs" 60 >"$T/hold.out" &
 	local hp=$!
 	sd restore job l1 -d "$T/plain" --lazy --json >"$1" 2>&1
 	local rc=$?
+	[ "${2:-}" = stop ] && kill -STOP "$DAEMON_PID"
 	cg_quota 1000
 	wait $hp || die "the lazy-pages daemon was not seen"
 	[ $rc = 0 ] || die "lazy restore: $(cat "$1")"
@@ -72,7 +75,7 @@ held_restore() {
 	[ "$(lazy_field "$1" pid)" = "$LP" ] || die "held $LP, the reply names $(lazy_field "$1" pid)"
 	[ "$(lazy_field "$1" pending)" = True ] || die "no page pending: $(cat "$1")"
 	alive "$LP" || die "the lazy-pages daemon ended before it was held"
-	[ "$(job_pid l1)" = "$pid" ] || die "restored under another pid"
+	[ "${2:-}" = stop ] || [ "$(job_pid l1)" = "$pid" ] || die "restored under another pid"
 }
 # Let the lazy-pages daemon go at full speed.
 release() { cg_quota max; }
@@ -176,5 +179,28 @@ taken=$(nlog "took its lazy-pages daemon")
 daemon_up
 check e_nothing_taken_back test "$(nlog "took its lazy-pages daemon")" -eq "$taken"
 check e_memory_intact verified l1
-sd kill l1 >/dev/null
+
+# f. A pages file changed after the dump, and stasisd dies before its check
+# of the pages files is done (the file is out of the page cache, stasisd is
+# stopped as soon as it replied): the restarted stasisd runs the check again
+# and kills the job.
+CASE=f_pages_check_after_restart
+job_gone
+pf=$(ls "$T/plain"/pages-*.img | head -1)
+printf 'X' | dd of="$pf" bs=1 seek=123456 conv=notrunc status=none
+$PY -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$pf"
+held_restore "$T/f.json" stop
+checked=$($PY -c 'import sqlite3, sys
+r = sqlite3.connect(sys.argv[1]).execute("SELECT checked FROM lazy WHERE job = ?", ("l1",)).fetchone()
+print(r[0] if r else "none")' "$STASIS_STATE_DIR/stasis.db")
+echo "# f: pages files checked before stasisd died: $checked (0: the restarted stasisd checks them)"
+daemon_crash
+bad_n=$(nlog "job l1: its checkpoint's pages do not match what was dumped")
+daemon_up
+check f_job_killed wait_for 30 dead "$pid"
+check f_logged wait_for 10 more_log "$bad_n" "job l1: its checkpoint's pages do not match what was dumped"
+release
 finish
