@@ -13,6 +13,7 @@
 #   e. `stasis daemon stop` waits for a pending lazy restore to complete
 #   f. a changed pages file whose check stasisd did not finish: checked again
 #      at restart, the job is killed
+#   g. as d, for a tree of 4 processes
 # Behaviour only, never wall-clock time.
 # time-bound: 420
 . "$(dirname "$0")/../lib.sh"
@@ -22,7 +23,9 @@
 daemon_up
 
 SIZE_MB=256
-WORK=$STASIS_STATE_DIR/work/l1.restore
+# The job held_restore restores (JOB, from CK; its pid is $pid).
+JOB=l1
+CK=$T/plain
 DLOG=$STASIS_STATE_DIR/stasisd.log
 
 lazy_field() {
@@ -56,15 +59,16 @@ cg_quota() {
 	fi
 }
 
-# held_restore OUT [stop]: lazy restore of l1 from $T/plain whose lazy-pages daemon
+# held_restore OUT [stop]: lazy restore of $JOB from $CK whose lazy-pages daemon
 # gets 20 ms of CPU per second until the reply (enough for the faults CRIU's
 # restore needs) and 1 ms per second after it (its 256 MiB need some 200 ms);
 # LP gets its pid. With "stop", stasisd is stopped (SIGSTOP) as soon as it replied.
 held_restore() {
 	cg_quota 20000
-	$PY "$WORKLOADS/lazy_hold.py" "$WORK" "$CG/cgroup.procs" 60 >"$T/hold.out" &
+	$PY "$WORKLOADS/lazy_hold.py" "$STASIS_STATE_DIR/work/$JOB.restore" "$CG/cgroup.procs" 60 \
+		>"$T/hold.out" &
 	local hp=$!
-	sd restore job l1 -d "$T/plain" --lazy --json >"$1" 2>&1
+	sd restore job "$JOB" -d "$CK" --lazy --json >"$1" 2>&1
 	local rc=$?
 	[ "${2:-}" = stop ] && kill -STOP "$DAEMON_PID"
 	cg_quota 1000
@@ -75,7 +79,7 @@ held_restore() {
 	[ "$(lazy_field "$1" pid)" = "$LP" ] || die "held $LP, the reply names $(lazy_field "$1" pid)"
 	[ "$(lazy_field "$1" pending)" = True ] || die "no page pending: $(cat "$1")"
 	alive "$LP" || die "the lazy-pages daemon ended before it was held"
-	[ "${2:-}" = stop ] || [ "$(job_pid l1)" = "$pid" ] || die "restored under another pid"
+	[ "${2:-}" = stop ] || [ "$(job_pid "$JOB")" = "$pid" ] || die "restored under another pid"
 }
 # Let the lazy-pages daemon go at full speed.
 release() { cg_quota max; }
@@ -203,4 +207,27 @@ daemon_up
 check f_job_killed wait_for 30 dead "$pid"
 check f_logged wait_for 10 more_log "$bad_n" "job l1: its checkpoint's pages do not match what was dumped"
 release
+
+# g. A tree of 4 processes (4 userfaultfds) finishes while stasisd is down:
+# the log shows each process's pages all in, the job runs on.
+CASE=g_tree_finishes_while_down
+wait_for 30 dead "$pid" || die "l1 still running"
+JOB=l2
+CK=$T/tree
+sd exec -i l2 -w "$T" "exec $HELPERS/memhog --size ${SIZE_MB}M --mix random --procs 4" >/dev/null ||
+	die "exec l2"
+wait_for 30 sh -c "'$STASIS_BUILD/stasis' logs l2 | grep -q '^ready '" || die "l2 not ready"
+pid=$(job_pid l2)
+track_pid "$pid"
+sd dump job l2 -d "$CK" >/dev/null || die "tree dump"
+wait_for 20 test ! -d "/proc/$pid" || die "pid $pid not freed"
+held_restore "$T/g.json"
+daemon_crash
+release
+check g_lazy_daemon_done wait_for 60 dead "$LP"
+daemon_up
+check g_complete grep -qF "job l2: lazy restore complete: every page is in (its lazy-pages daemon finished while the daemon was away; its log shows 4 of 4" "$DLOG"
+check g_running test "$(job_status l2)" = JOB_RUNNING
+check g_memory_intact verified l2
+sd kill l2 >/dev/null
 finish
