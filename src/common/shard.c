@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,22 +210,85 @@ out:
 	return ret;
 }
 
+/* One shard's scan, on its own thread: its chunks go to PART, its error to ERR. */
+struct scan_job {
+	const char *path;
+	uint32_t k;
+	size_t n;
+	uint64_t ckpt_id;
+	struct shard_index part; /* chunks of this shard; shard_raw/stored: IDX's */
+	size_t cap;
+	char err[512];
+	int ret;
+	pthread_t tid;
+	bool started;
+};
+
+static void *scan_main(void *arg)
+{
+	struct scan_job *j = arg;
+
+	j->ret = scan_shard(j->path, j->k, j->n, j->ckpt_id, &j->part, &j->cap, j->err,
+	                    sizeof(j->err));
+	return NULL;
+}
+
+/*
+ * The shards are scanned at the same time, one thread each: a scan is a
+ * chain of small dependent reads (each header gives the next one's
+ * position), so with a cold page cache it waits on the disk, and the shards'
+ * chains are independent. Each thread writes only its own element of the
+ * per-shard counters.
+ */
 int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id, struct shard_index *idx,
                       char *err, size_t errlen)
 {
-	size_t cap = 0;
+	struct scan_job *jobs;
+	size_t total = 0;
 	int ret = 0;
 
 	memset(idx, 0, sizeof(*idx));
 	idx->nshards = n;
 	idx->shard_raw = calloc(n ? n : 1, sizeof(uint64_t));
 	idx->shard_stored = calloc(n ? n : 1, sizeof(uint64_t));
-	if (!idx->shard_raw || !idx->shard_stored) {
+	jobs = calloc(n ? n : 1, sizeof(*jobs));
+	if (!idx->shard_raw || !idx->shard_stored || !jobs) {
+		seterr(err, errlen, "out of memory");
+		free(jobs);
+		shard_index_free(idx);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < n; k++) {
+		jobs[k] = (struct scan_job){.path = paths[k], .k = k, .n = n, .ckpt_id = ckpt_id};
+		jobs[k].part.shard_raw = idx->shard_raw;
+		jobs[k].part.shard_stored = idx->shard_stored;
+		/* One shard needs no thread; a failed create scans on this one. */
+		jobs[k].started = n > 1 && !pthread_create(&jobs[k].tid, NULL, scan_main, &jobs[k]);
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (jobs[k].started)
+			pthread_join(jobs[k].tid, NULL);
+		else
+			scan_main(&jobs[k]);
+		total += jobs[k].part.nchunks;
+	}
+	/* The first failing shard in shard order, as a scan one after the other says. */
+	for (size_t k = 0; !ret && k < n; k++)
+		if ((ret = jobs[k].ret))
+			seterr(err, errlen, "%s", jobs[k].err);
+	if (!ret && total && !(idx->chunks = malloc(total * sizeof(*idx->chunks)))) {
 		seterr(err, errlen, "out of memory");
 		ret = -ENOMEM;
 	}
-	for (size_t k = 0; !ret && k < n; k++)
-		ret = scan_shard(paths[k], k, n, ckpt_id, idx, &cap, err, errlen);
+	for (size_t k = 0; k < n; k++) {
+		if (!ret && jobs[k].part.nchunks)
+			memcpy(idx->chunks + idx->nchunks, jobs[k].part.chunks,
+			       jobs[k].part.nchunks * sizeof(*idx->chunks));
+		if (!ret)
+			idx->nchunks += jobs[k].part.nchunks;
+		free(jobs[k].part.chunks);
+	}
+	free(jobs);
 	if (ret) {
 		shard_index_free(idx);
 		return ret;

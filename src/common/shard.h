@@ -73,9 +73,10 @@ struct shard_index {
 /*
  * Scan the shards PATHS[0..N) (headers only; data is skipped) and build IDX.
  * Checks every shard header (index, count and CKPT_ID must match) and every
- * chunk header, and that each shard ends exactly after its last chunk. On
- * error returns -errno/-EBADMSG and writes a message naming the shard file and
- * chunk index into ERR.
+ * chunk header, and that each shard ends exactly after its last chunk. The
+ * shards are scanned at the same time, one thread each. On error returns
+ * -errno/-EBADMSG and writes a message naming the shard file and chunk index
+ * into ERR (the first failing shard in shard order).
  */
 int shard_index_build(const char *const *paths, size_t n, uint64_t ckpt_id, struct shard_index *idx,
                       char *err, size_t errlen);

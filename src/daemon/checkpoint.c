@@ -1670,6 +1670,20 @@ static int gpu_restore_finish(struct op *op, const struct gpu_remap *remap, int 
 }
 
 /*
+ * Before a second try: the half-made tree of a failed fill is gone (its top
+ * reaped, its PIDs free again), within a few seconds.
+ */
+static void restore_gone(struct op *op)
+{
+	uint64_t deadline = now_ms() + 10000;
+
+	if (op->job.pid > 0)
+		jobs_wait_reaped(op->job.id, 10000);
+	while (op->job.pid > 0 && pid_in_use(op->job.pid, NULL, 0) && now_ms() < deadline)
+		usleep(20000);
+}
+
+/*
  * How the restore fills the job's memory (memshare.h): "criu", CRIU's own
  * copy; "uffd", the lazy machinery with the tree held stopped until every
  * page is in; "auto", uffd for a tree that shared little memory when it was
@@ -1745,7 +1759,7 @@ static int fill_end_wait(struct op *op, int end_rd, json_t **out)
 
 static int restore_job(const struct creds *caller, const char *id, const char *origin,
                        json_t *req, int ps_fd, int end_fd, json_t **out, char *err,
-                       size_t errlen)
+                       size_t errlen, bool *retry_criu)
 {
 	struct op op = {.err = err, .errlen = errlen, .origin = origin, .ps_fd = ps_fd,
 	                .status_fd = end_fd};
@@ -1883,6 +1897,11 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 out:
 	if (code != 200)
 		log_warn("job %s: restore failed: %s", id, err);
+	/* auto's pick failed after the checks, not cut off: CRIU's own copy may work. */
+	if (code != 200 && retry_criu && op.fill_uffd && !strcmp(fill, "auto") && !op.cut_off) {
+		*retry_criu = true;
+		restore_gone(&op);
+	}
 	ckpt_free(&c);
 	lazy_abort(&lz); /* nothing left to do once lazy_end handed it to its watch */
 	if (fill_end >= 0)
@@ -1901,17 +1920,30 @@ out:
 int ckpt_restore(const struct creds *caller, const char *id, json_t *req, json_t **out, char *err,
                  size_t errlen)
 {
-	return restore_job(caller, id, NULL, req, -1, -1, out, err, errlen);
+	bool retry = false;
+	json_t *again;
+	int code = restore_job(caller, id, NULL, req, -1, -1, out, err, errlen, &retry);
+
+	if (code == 200 || !retry)
+		return code;
+	log_warn("job %s: filling its memory through userfaultfd failed; restoring it again "
+	         "with CRIU's own copy",
+	         id);
+	again = req ? json_deep_copy(req) : json_object();
+	json_object_set_new(again, "fill", json_string("criu"));
+	code = restore_job(caller, id, NULL, again, -1, -1, out, err, errlen, NULL);
+	json_decref(again);
+	return code;
 }
 
 int ckpt_restore_clone(const struct creds *caller, const char *id, const char *origin,
                        json_t *req, json_t **out, char *err, size_t errlen)
 {
-	return restore_job(caller, id, origin, req, -1, -1, out, err, errlen);
+	return restore_job(caller, id, origin, req, -1, -1, out, err, errlen, NULL);
 }
 
 int ckpt_restore_paged(const struct creds *caller, const char *id, json_t *req, int ps_fd,
                        int end_fd, json_t **out, char *err, size_t errlen)
 {
-	return restore_job(caller, id, NULL, req, ps_fd, end_fd, out, err, errlen);
+	return restore_job(caller, id, NULL, req, ps_fd, end_fd, out, err, errlen, NULL);
 }

@@ -40,11 +40,11 @@
 #define LAZY_SOCK         "lazy-pages.socket"
 #define LAZY_LOG          "lazy-pages.log"
 #define PS_LOG            "page-server.log"
-#define PS_READY_MS       60000 /* it indexes every shard's chunk headers first */
+#define PS_READY_MS       60000 /* "images": it indexes every shard's chunk headers first */
 #define PS_GRACE_MS       2000  /* to end by itself once the lazy-pages daemon is gone */
 #define READY_TIMEOUT_MS  15000
 #define FDS_TIMEOUT_MS    15000
-#define EXTRACT_TIMEOUT   600000
+#define EXTRACT_TIMEOUT   600000 /* "ready": the pages CRIU reads itself (all of shmem) */
 #define TICK_MS           100
 #define MAX_HELD          ((int)(sizeof(((struct lazy *)0)->held) / sizeof(int)))
 #define TREE_MAX          4096
@@ -167,13 +167,19 @@ static void ps_stop(struct lazy *lz, int grace_ms, char *note, size_t len)
 	lz->ps_pid = 0;
 }
 
-/* `stasis-streamer page-server` on the shards, its socket's other end in LZ->ps_fd. */
+/*
+ * `stasis-streamer page-server --images LZ->images` on the shards, its
+ * socket's other end in LZ->ps_fd: it writes the images CRIU's restore reads
+ * itself, then serves the lazy pages. Its --ready-fd (*READY) says "images"
+ * once all but the pages files are written, "ready" once it serves.
+ */
 static int start_page_server(struct lazy *lz, const char *streamer, const char *src_dir,
                              int keep_fd, int *ready, char *err, size_t errlen)
 {
 	char fdbuf[16], rdbuf[16], logpath[4200];
-	char *argv[] = {(char *)streamer, "-D",    (char *)src_dir, "-v",          "--fd",
-	                fdbuf,            "--ready-fd", rdbuf,      "page-server", NULL};
+	char *argv[] = {(char *)streamer, "-D",       (char *)src_dir, "-v",         "--fd",
+	                fdbuf,            "--ready-fd", rdbuf,         "--images",   lz->images,
+	                "page-server",    NULL};
 	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd2 = keep_fd, .umask = 077,
 	                       .new_pgroup = true /* killed as a group with the daemon */};
 	int sp[2], rp[2], logfd, ret;
@@ -216,57 +222,49 @@ static int start_page_server(struct lazy *lz, const char *streamer, const char *
 	return 0;
 }
 
-/* Wait for the page server's "ready" (it has indexed the shards and read the pagemaps). */
-static int page_server_ready(struct lazy *lz, int ready, char *err, size_t errlen)
+/*
+ * Wait for the line WANT ("images" or "ready") on the page server's ready
+ * pipe READY. On failure the page server is reaped (killed) and ERR says how
+ * it ended (its last message: a bad chunk, a damaged pagemap, a full disk).
+ */
+static int page_server_line(struct lazy *lz, int ready, const char *want, int timeout_ms,
+                            char *err, size_t errlen)
 {
-	struct pollfd pf = {.fd = ready, .events = POLLIN};
-	char c = 0, note[700];
+	uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+	char line[16], note[700];
+	size_t n = 0;
 
-	if (poll(&pf, 1, PS_READY_MS) > 0 && read(ready, &c, 1) == 1 && c == 'r')
-		return 0;
+	while (n < sizeof(line) - 1) {
+		struct pollfd pf = {.fd = ready, .events = POLLIN};
+		uint64_t now = now_ms();
+
+		if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0 ||
+		    read(ready, &line[n], 1) != 1)
+			break;
+		if (line[n] == '\n') {
+			line[n] = '\0';
+			if (!strcmp(line, want))
+				return 0;
+			break;
+		}
+		n++;
+	}
 	ps_stop(lz, 0, note, sizeof(note));
 	return fail(err, errlen, "lazy: the page server did not get ready%s",
 	            note[0] ? note : "");
 }
 
-static int run_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
-                       char *err, size_t errlen)
+/* The page server said "images": wait for its "ready" (lazy_start does, once its daemon runs). */
+static int page_server_ready(struct lazy *lz, char *err, size_t errlen)
 {
-	/* A scratch copy: not synced (it goes with the restore; a crash ends the job
-	 * anyway); the lazy pages stay holes, the page server serves them. */
-	char *argv[] = {(char *)streamer, "-D",        (char *)src_dir, "--no-sync",
-	                "--for-lazy",     "extract",   lz->images,      NULL};
-	struct spawn_opts o = {.argv = argv, .stdin_fd = -1, .keep_fd = -1, .keep_fd2 = keep_fd,
-	                       .umask = 077, .new_pgroup = true};
-	char logpath[4200], desc[64], last[512];
-	const char *phase;
-	int logfd, ret, status = 0;
-	pid_t pid;
+	int ret;
 
-	snprintf(logpath, sizeof(logpath), "%s/extract.log", lz->work);
-	logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (logfd < 0)
-		return fail(err, errlen, "lazy: cannot create %s: %s", logpath, strerror(errno));
-	o.stdout_fd = logfd;
-	o.stderr_fd = logfd;
-	ret = spawn(&o, &pid, &phase);
-	close(logfd);
-	if (ret)
-		return fail(err, errlen, "lazy: cannot start %s (%s): %s", streamer, phase,
-		            strerror(-ret));
-	ret = wait_child(pid, &status, EXTRACT_TIMEOUT);
-	if (!ret && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	if (lz->ps_ready <= 2)
 		return 0;
-	if (ret)
-		snprintf(desc, sizeof(desc), "did not finish (%s)", strerror(-ret));
-	else
-		status_str(status, desc, sizeof(desc));
-	logfd = open(lz->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	watchdog_last_line(logfd, "extract.log", last, sizeof(last));
-	if (logfd >= 0)
-		close(logfd);
-	return fail(err, errlen, "lazy: extracting the streamed images failed (%s): %s", desc,
-	            last[0] ? last : "see extract.log");
+	ret = page_server_line(lz, lz->ps_ready, "ready", EXTRACT_TIMEOUT, err, errlen);
+	close(lz->ps_ready);
+	lz->ps_ready = -1;
+	return ret;
 }
 
 int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
@@ -276,18 +274,18 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 
 	snprintf(lz->images, sizeof(lz->images), "%s/images", lz->work);
 	rm_flat_dir(lz->images);
-	/* The page server indexes the shards while the small images are extracted. */
+	/* One process reads the shard index once: the page server writes the images. */
 	if (start_page_server(lz, streamer, src_dir, keep_fd, &ready, err, errlen)) {
 		lz->images[0] = '\0';
 		return -1;
 	}
-	if (!run_extract(lz, streamer, src_dir, keep_fd, err, errlen) &&
-	    !page_server_ready(lz, ready, err, errlen)) {
-		close(ready);
+	/* CRIU's lazy-pages daemon reads pstree.img as it starts: it may start once
+	 * these are in, while the page server writes the pages CRIU reads itself. */
+	if (!page_server_line(lz, ready, "images", PS_READY_MS, err, errlen)) {
+		lz->ps_ready = ready;
 		return 0;
 	}
 	close(ready);
-	ps_stop(lz, 0, NULL, 0);
 	close(lz->ps_fd);
 	lz->ps_fd = -1;
 	rm_flat_dir(lz->images);
@@ -403,8 +401,13 @@ int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_f
 	snprintf(path, sizeof(path), "%s/%s", lz->work, LAZY_SOCK);
 	if (!ret && lz->uid && lchown(path, lz->uid, lz->gid))
 		ret = -1;
-	if (!ret && lz->pidfd >= 0 && lz->listen_ino)
-		return 0;
+	if (!ret && lz->pidfd >= 0 && lz->listen_ino) {
+		/* A streamed checkpoint's page server wrote its images meanwhile. */
+		if (!page_server_ready(lz, err, errlen))
+			return 0;
+		lazy_abort(lz);
+		return -1;
+	}
 	wfd = open(lz->work, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	watchdog_last_line(wfd, LAZY_LOG, last, sizeof(last));
 	if (wfd >= 0)
@@ -510,6 +513,9 @@ void lazy_abort(struct lazy *lz)
 	if (lz->pid > 0)
 		watchdog_kill_group(lz->pid, NULL);
 	lz->pid = 0;
+	if (lz->ps_ready > 2)
+		close(lz->ps_ready);
+	lz->ps_ready = -1;
 	ps_stop(lz, 0, NULL, 0);
 	release(lz);
 }

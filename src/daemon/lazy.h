@@ -5,10 +5,10 @@
  *
  * The sequence, driven by checkpoint.c:
  *   lazy_extract()   streamed checkpoint: start a page server on its shards
- *                    (`stasis-streamer page-server`, lz->ps_fd) and extract
- *                    into a private local dir the images CRIU's restore reads
- *                    itself (all but the lazy pages), verifying every chunk;
- *                    plain: nothing
+ *                    (`stasis-streamer page-server --images`, lz->ps_fd) that
+ *                    writes into a private local dir the images CRIU's restore
+ *                    reads itself (all but the lazy pages), verifying every
+ *                    chunk, then serves the lazy pages; plain: nothing
  *   lazy_start()     `criu lazy-pages` in CRIU's work dir, in its own process
  *                    group, with CRIU's environment (hostprobe_criu_env);
  *                    returns once it listens
@@ -75,6 +75,8 @@ struct lazy {
 	                    * keeps and closes its own fd. */
 	pid_t ps_pid;      /* the page server lazy_extract started (leader of its own
 	                    * group), reaped with the lazy-pages daemon; 0: none */
+	int ps_ready;      /* > 2: its ready pipe, until it said "ready" (lazy_start
+	                    * waits for it once the lazy-pages daemon listens) */
 	bool hold;         /* lazy_attach leaves the tree stopped: its caller resumes it
 	                    * once end_fd says every page is in (a restore that fills
 	                    * memory through userfaultfd before the job runs, memshare.h) */
@@ -114,9 +116,10 @@ void lazy_recover(void);
  * streamer inherits as KEEP_FD): `stasis-streamer page-server` is started on
  * its shards, on one end of a socketpair (LZ->ps_fd gets the other, for
  * lazy_start; the caller closes it once lazy_start returned), in its own
- * process group (LZ->ps_pid; log WORK/page-server.log); and `stasis-streamer
- * extract --for-lazy` writes into WORK/images (LZ->images) every image but
- * the lazy pages, which the page server serves. Returns once both are ready:
+ * process group (LZ->ps_pid; log WORK/page-server.log). It first writes into
+ * WORK/images (LZ->images) every image but the lazy pages, which it serves.
+ * Returns once every image but the pages files is there (enough for the
+ * lazy-pages daemon to start; lazy_start then waits for the rest, LZ->ps_ready):
  * 0, or -1 with ERR set and nothing left running.
  */
 int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int keep_fd,
@@ -124,8 +127,10 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 
 /*
  * Start `criu lazy-pages -D IMAGES` (IMAGES: a path, or /proc/self/fd/N with
- * KEEP_FD) with work dir LZ->work, and wait until it listens. Its socket is
- * then handed to LZ->uid, whose CRIU restores and connects to it.
+ * KEEP_FD) with work dir LZ->work, and wait until it listens (and, for a
+ * streamed checkpoint, LZ->ps_ready: until its page server has written the
+ * rest of the images and serves). Its socket is then handed to LZ->uid, whose
+ * CRIU restores and connects to it.
  */
 int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_fd, char *err,
                size_t errlen);

@@ -94,7 +94,7 @@ bool memshare_prefer_uffd(const struct memshare *m)
 
 	if (allowed < SHARED_FLOOR_KB)
 		allowed = SHARED_FLOOR_KB;
-	return m->procs > 1 && m->shared_anon_kb <= allowed;
+	return m->procs > 0 && m->shared_anon_kb <= allowed;
 }
 
 static int uffd_state; /* 0 not probed, 1 supported, -1 not */

@@ -46,10 +46,12 @@ bool memshare_from_stats(const char *stats_json, struct memshare *m);
 
 /*
  * Should a restore of a tree measured as M fill its memory through
- * userfaultfd? Yes for a tree of several processes whose shared anonymous
- * memory is at most a tenth of it or 64 MiB, whichever is more (what the
- * userfaultfd restore would duplicate); no for one process (CRIU's own path
- * reads its pages in large runs and shares nothing), or when unknown.
+ * userfaultfd? Yes when its shared anonymous memory is at most a tenth of it
+ * or 64 MiB, whichever is more (what the userfaultfd restore would
+ * duplicate); no when unknown (a checkpoint from before the measurement).
+ * One process too: CRIU's own copy faults every page in through the reads
+ * into its premapped memory, which on hosts with costly page faults takes
+ * several times longer than UFFDIO_COPY's copies into empty page tables.
  */
 bool memshare_prefer_uffd(const struct memshare *m);
 

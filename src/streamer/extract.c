@@ -6,10 +6,11 @@
  * --no-sync: a scratch copy, such as a lazy restore's, need not survive a
  * crash, and writing 2 GiB back to disk took seconds).
  *
- * --for-lazy (a lazy restore whose pages a page server serves, docs/lazy.md):
- * every file but the pages files first; then, from the pagemaps, only the
- * chunks of the pages files holding pages CRIU's restore reads itself (not
- * PE_LAZY). The pages files get their full size, the rest stays holes.
+ * --for-lazy (a lazy restore whose pages a page server serves, docs/lazy.md;
+ * extract_lazy(), which `page-server --images` runs too): every file but the
+ * pages files first; then, from the pagemaps, only the chunks of the pages
+ * files holding pages CRIU's restore reads itself (not PE_LAZY). The pages
+ * files get their full size, the rest stays holes.
  */
 #include "streamer.h"
 #include "log.h"
@@ -234,17 +235,17 @@ static int plan_lazy(const struct ckpt *ck, const char *outdir, bool *want)
 	return ret;
 }
 
-/*
- * --for-lazy: every file but the pages files, then, from the pagemaps, the
- * chunks of the pages files a lazy restore reads itself. The pages files get
- * their full size; the rest of them stays holes, which nobody reads.
- */
-static int extract_for_lazy(const struct ckpt *ck, const char *outdir)
+int extract_lazy(const struct ckpt *ck, const char *outdir, void (*images_in)(void *),
+                 void *arg)
 {
 	bool *want = calloc(ck->idx.nchunks + 1, sizeof(*want));
 	uint64_t written = 0, total = 0;
 	int ret = want ? 0 : -ENOMEM;
 
+	if (!ret && (ret = mkdir_p(outdir, 0700)))
+		log_err("%s: %s", outdir, strerror(-ret));
+	if (!ret)
+		ret = create_files(ck, outdir);
 	for (size_t i = 0; !ret && i < ck->idx.nchunks; i++) {
 		const struct chunk_ref *cr = &ck->idx.chunks[i];
 		const struct manifest_file *f =
@@ -254,6 +255,8 @@ static int extract_for_lazy(const struct ckpt *ck, const char *outdir)
 	}
 	if (!ret)
 		ret = run_pass(ck, outdir, want);
+	if (!ret && images_in)
+		images_in(arg);
 	if (!ret) {
 		memset(want, 0, ck->idx.nchunks * sizeof(*want));
 		ret = plan_lazy(ck, outdir, want);
@@ -279,6 +282,8 @@ static int extract_for_lazy(const struct ckpt *ck, const char *outdir)
 	if (!ret)
 		log_info("for a lazy restore: %" PRIu64 " of %" PRIu64 " bytes of pages written",
 		         written, total);
+	if (ret == -ENOMEM)
+		log_err("out of memory");
 	free(want);
 	return ret;
 }
@@ -291,17 +296,19 @@ int cmd_extract(const struct opts *o)
 	ret = ckpt_open(o->dir, &ck);
 	if (ret)
 		return ret;
-	ret = mkdir_p(o->outdir, 0700);
-	if (ret) {
-		log_err("%s: %s", o->outdir, strerror(-ret));
-		goto out_ck;
+	if (o->for_lazy) {
+		ret = extract_lazy(&ck, o->outdir, NULL, NULL);
+	} else {
+		ret = mkdir_p(o->outdir, 0700);
+		if (ret)
+			log_err("%s: %s", o->outdir, strerror(-ret));
+		if (!ret)
+			ret = create_files(&ck, o->outdir);
+		if (!ret)
+			ret = run_pass(&ck, o->outdir, NULL);
+		if (ret == -ENOMEM)
+			log_err("out of memory");
 	}
-	ret = create_files(&ck, o->outdir);
-	if (ret)
-		goto out_ck;
-	ret = o->for_lazy ? extract_for_lazy(&ck, o->outdir) : run_pass(&ck, o->outdir, NULL);
-	if (ret == -ENOMEM)
-		log_err("out of memory");
 	if (!ret && !o->no_sync) {
 		dfd = open(o->outdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0 || syncfs(dfd) < 0) {
@@ -313,7 +320,6 @@ int cmd_extract(const struct opts *o)
 	}
 	if (ret)
 		log_err("extracting %s into %s failed", o->dir, o->outdir);
-out_ck:
 	ckpt_close(&ck);
 	return ret;
 }

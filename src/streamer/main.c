@@ -58,6 +58,9 @@ static void usage(FILE *f)
 	        "      --for-lazy         extract: write of the pages files only the pages a lazy\n"
 	        "                         restore reads itself (not PE_LAZY); the rest are holes\n"
 	        "      --fd N             page-server: the connected socket to serve on\n"
+	        "      --images DIR       page-server: first write into DIR what a lazy restore\n"
+	        "                         reads itself (as extract --for-lazy); with --ready-fd,\n"
+	        "                         \"images\\n\" once all but the pages files are there\n"
 	        "  -v, --verbose          more messages (repeat for debug)\n"
 	        "  -h, --help             this help\n"
 	        "\n"
@@ -80,7 +83,7 @@ static int parse_int(const char *s, long min, long max, long *out)
 static int parse_args(int argc, char **argv, struct opts *o, const struct command **cmd)
 {
 	enum { OPT_READY = 256, OPT_PROGRESS, OPT_VERIFY, OPT_JSON, OPT_CHUNK, OPT_NO_SYNC,
-	       OPT_FOR_LAZY, OPT_FD };
+	       OPT_FOR_LAZY, OPT_FD, OPT_IMAGES };
 	static const struct option lopts[] = {
 	        {"dir", required_argument, NULL, 'D'},
 	        {"shards", required_argument, NULL, 'n'},
@@ -94,6 +97,7 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 	        {"no-sync", no_argument, NULL, OPT_NO_SYNC},
 	        {"for-lazy", no_argument, NULL, OPT_FOR_LAZY},
 	        {"fd", required_argument, NULL, OPT_FD},
+	        {"images", required_argument, NULL, OPT_IMAGES},
 	        {"verbose", no_argument, NULL, 'v'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
@@ -154,6 +158,9 @@ static int parse_args(int argc, char **argv, struct opts *o, const struct comman
 				               optarg),
 				       -1;
 			o->sock_fd = v;
+			break;
+		case OPT_IMAGES:
+			o->outdir = optarg;
 			break;
 		case 'v':
 			verbose++;

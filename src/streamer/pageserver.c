@@ -5,14 +5,24 @@
  * connected socket (docs/lazy.md, "Serving pages from the shards", has the
  * protocol; criu/page-xfer.c is CRIU's side).
  *
- * At start: open the checkpoint (manifest, index of every chunk header),
- * read and parse every process pagemap (pagemap-ID.img) from its chunks, and
- * find each one's pages file. Then answer requests one at a time: a request
- * names a process (its pagemap id), an address and a page count; the pagemap
- * gives the offset in the pages file, the index the chunks holding it. Only
- * those chunks are read and decoded, each verified against its checksum
- * before a byte of it is sent; a few decoded chunks are kept (the lazy-pages
- * daemon asks in address order when it fetches in the background).
+ * At start: open the checkpoint (manifest, index of every chunk header, one
+ * thread per shard); with --images DIR, write into DIR what CRIU's lazy
+ * restore reads itself (extract_lazy(): every image but the lazy pages), so
+ * that one process reads the shard index once; read and parse every process
+ * pagemap (pagemap-ID.img) from its chunks, and find each one's pages file.
+ * Then answer requests one at a time: a request names a process (its pagemap
+ * id), an address and a page count; the pagemap gives the offset in the pages
+ * file, the index the chunks holding it. Only those chunks are read and
+ * decoded, each verified against its checksum before a byte of it is sent.
+ *
+ * Decoding ahead: the lazy-pages daemon fetches in the background in address
+ * order (= pages file order), one request at a time per process, and copies
+ * each reply in (UFFDIO_COPY) before it asks again. A second thread decodes
+ * the chunks after the last reply into free slots of a small cache meanwhile,
+ * so the next request usually finds its chunks decoded. A reply is sent with
+ * one sendmsg straight from the slots (no copy), on a socket whose send buffer
+ * is raised so that a whole reply fits (the daemon reads it without waiting
+ * for us).
  *
  * Never wrong memory: a request this server cannot answer exactly (no such
  * process or address, pages in a parent checkpoint, a bad chunk) is fatal:
@@ -27,9 +37,12 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* CRIU's page-server protocol (criu/page-xfer.c), host byte order. */
@@ -48,9 +61,11 @@ _Static_assert(sizeof(struct ps_iov) == 24, "page_server_iov is 24 bytes");
 #define PS_CMD_MASK        0xffffu
 #define PS_FLAGS_SHIFT     16
 
-#define REPLY_MAX_PAGES 1024u     /* 4 MiB: CRIU's lazy-pages asks for at most that */
-#define CACHE_SLOTS     4
-#define PAGEMAP_MAX     (64u << 20)
+#define CACHE_SLOTS 8  /* decoded chunks kept */
+#define AHEAD       4  /* chunks decoded ahead, from the last one a reply used */
+#define PIN_MAX     4  /* chunks one reply may span (fewer pages than asked is allowed) */
+#define SOCK_BUF    (4u << 20) /* the kernel doubles it: a 4 MiB reply and more fit */
+#define PAGEMAP_MAX (64u << 20)
 
 struct proc {
 	uint32_t id; /* pagemap-<id>.img: the pid CRIU's requests name */
@@ -60,10 +75,18 @@ struct proc {
 	size_t nchunks;
 };
 
+/*
+ * A cache slot. Lock-protected fields: CR (what it holds or is being loaded
+ * with; NULL: free), LOADING (a thread decodes into BUF now), ERR (the load
+ * failed: the chunk is bad), PINS (replies being sent from BUF), USED (LRU).
+ */
 struct slot {
-	const struct chunk_ref *cr; /* decoded and verified chunk in buf; NULL: free */
+	const struct chunk_ref *cr;
+	bool loading;
+	int err;
+	int pins;
 	uint8_t *buf;
-	uint64_t used; /* LRU stamp */
+	uint64_t used;
 };
 
 struct psrv {
@@ -72,10 +95,16 @@ struct psrv {
 	size_t nprocs;
 	struct slot slots[CACHE_SLOTS];
 	uint64_t stamp;
-	struct codec_ctx *ctx;
-	uint8_t *scratch;
-	uint8_t *reply; /* header + REPLY_MAX_PAGES pages */
-	uint64_t requests, pages_out, decoded, hits;
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* a slot was loaded or unpinned; a new hint; stop */
+	/* Decoding ahead: from chunk HINT_C of HINT_P's pages file. */
+	const struct proc *hint_p;
+	size_t hint_c;
+	bool hint_new, stop, ahead_on;
+	pthread_t ahead;
+	struct codec_ctx *ctx, *ahead_ctx;
+	uint8_t *scratch, *ahead_scratch;
+	uint64_t requests, pages_out, decoded, ahead_decoded, hits, waits;
 };
 
 static int cmp_proc(const void *a, const void *b)
@@ -150,11 +179,12 @@ static int load(struct psrv *s)
 			stored_cap = h->stored_len > stored_cap ? h->stored_len : stored_cap;
 		}
 	s->ctx = codec_ctx_new();
+	s->ahead_ctx = codec_ctx_new();
 	s->scratch = malloc(stored_cap + 1);
-	s->reply = malloc(sizeof(struct ps_iov) + (size_t)REPLY_MAX_PAGES * PM_PAGE_SIZE);
+	s->ahead_scratch = malloc(stored_cap + 1);
 	for (int i = 0; i < CACHE_SLOTS; i++)
 		s->slots[i].buf = malloc(raw_cap + 1);
-	if (!s->ctx || !s->scratch || !s->reply)
+	if (!s->ctx || !s->ahead_ctx || !s->scratch || !s->ahead_scratch)
 		return -ENOMEM;
 	for (int i = 0; i < CACHE_SLOTS; i++)
 		if (!s->slots[i].buf)
@@ -162,26 +192,27 @@ static int load(struct psrv *s)
 	return 0;
 }
 
+static void ahead_stop(struct psrv *s);
+
 static void unload(struct psrv *s)
 {
+	ahead_stop(s);
 	for (size_t i = 0; i < s->nprocs; i++)
 		pagemap_free(&s->procs[i].pm);
 	free(s->procs);
 	for (int i = 0; i < CACHE_SLOTS; i++)
 		free(s->slots[i].buf);
 	free(s->scratch);
-	free(s->reply);
+	free(s->ahead_scratch);
 	codec_ctx_free(s->ctx);
+	codec_ctx_free(s->ahead_ctx);
 	ckpt_close(&s->ck);
 }
 
-/* The chunk of P's pages file holding byte OFF, decoded and verified; NULL on error. */
-static const struct slot *chunk_at(struct psrv *s, const struct proc *p, uint64_t off)
+/* The index in P's chunks of the one holding byte OFF of its pages file, or -1. */
+static ssize_t chunk_index(const struct proc *p, uint64_t off)
 {
 	size_t lo = 0, hi = p->nchunks;
-	const struct chunk_ref *cr = NULL;
-	struct slot *victim = &s->slots[0];
-	int ret;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -190,34 +221,218 @@ static const struct slot *chunk_at(struct psrv *s, const struct proc *p, uint64_
 			hi = mid;
 		else if (off - p->chunks[mid].h.offset >= p->chunks[mid].h.raw_len)
 			lo = mid + 1;
-		else {
-			cr = &p->chunks[mid];
+		else
+			return (ssize_t)mid;
+	}
+	return -1;
+}
+
+/* Under the lock: the slot holding (or loading) CR, or NULL. */
+static struct slot *slot_of(struct psrv *s, const struct chunk_ref *cr)
+{
+	for (int i = 0; i < CACHE_SLOTS; i++)
+		if (s->slots[i].cr == cr)
+			return &s->slots[i];
+	return NULL;
+}
+
+/* Under the lock: the least recently used slot nobody loads or sends from, or NULL. */
+static struct slot *slot_victim(struct psrv *s)
+{
+	struct slot *v = NULL;
+
+	for (int i = 0; i < CACHE_SLOTS; i++) {
+		struct slot *sl = &s->slots[i];
+
+		if (!sl->loading && !sl->pins && (!v || sl->used < v->used))
+			v = sl;
+	}
+	return v;
+}
+
+/* Under the lock: decode and verify CR into SL (the lock is let go meanwhile). */
+static void slot_load(struct psrv *s, struct slot *sl, const struct chunk_ref *cr,
+                      struct codec_ctx *ctx, uint8_t *scratch)
+{
+	int ret;
+
+	sl->cr = cr;
+	sl->loading = true;
+	sl->err = 0;
+	pthread_mutex_unlock(&s->lock);
+	ret = chunk_load(ctx, s->ck.fds[cr->shard], cr, scratch, sl->buf);
+	pthread_mutex_lock(&s->lock);
+	sl->loading = false;
+	sl->err = ret;
+	sl->used = ++s->stamp;
+	pthread_cond_broadcast(&s->cond);
+}
+
+/*
+ * Chunk CI of P's pages file, decoded and verified, pinned (unpin() it once
+ * sent); NULL on error (logged, naming the chunk). Waits for the thread
+ * decoding ahead if it is loading that chunk.
+ */
+static struct slot *chunk_get(struct psrv *s, const struct proc *p, size_t ci)
+{
+	const struct chunk_ref *cr = &p->chunks[ci];
+	struct slot *sl;
+	bool missed = false;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		sl = slot_of(s, cr);
+		if (sl && !sl->loading)
+			break;
+		if (!sl && (sl = slot_victim(s))) {
+			missed = true;
+			s->decoded++;
+			slot_load(s, sl, cr, s->ctx, s->scratch);
 			break;
 		}
+		/* Being decoded ahead (or every slot busy): wait for it. */
+		s->waits++;
+		pthread_cond_wait(&s->cond, &s->lock);
 	}
-	if (!cr) {
-		log_err("%s: no chunk holds offset %" PRIu64, p->pages->name, off);
+	if (sl->err) {
+		int err = sl->err;
+
+		pthread_mutex_unlock(&s->lock);
+		ckpt_chunk_error(&s->ck, cr, err);
 		return NULL;
 	}
-	for (int i = 0; i < CACHE_SLOTS; i++) {
-		if (s->slots[i].cr == cr) {
-			s->slots[i].used = ++s->stamp;
-			s->hits++;
-			return &s->slots[i];
+	s->hits += !missed;
+	sl->pins++;
+	sl->used = ++s->stamp;
+	pthread_mutex_unlock(&s->lock);
+	return sl;
+}
+
+static void unpin(struct psrv *s, struct slot **pinned, int n)
+{
+	pthread_mutex_lock(&s->lock);
+	for (int i = 0; i < n; i++)
+		pinned[i]->pins--;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Decode ahead from chunk C of P's pages file (the last one a reply used). */
+static void hint(struct psrv *s, const struct proc *p, size_t c)
+{
+	pthread_mutex_lock(&s->lock);
+	s->hint_p = p;
+	s->hint_c = c;
+	s->hint_new = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * The thread decoding ahead: the AHEAD chunks from the hint that are not in
+ * the cache, in order, each into the least recently used free slot. A bad
+ * chunk stays in its slot with its error: a request that needs it fails and
+ * names it; one that does not never sees it.
+ */
+static void *ahead_main(void *arg)
+{
+	struct psrv *s = arg;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stop) {
+		const struct proc *p;
+		size_t c;
+
+		if (!s->hint_new) {
+			pthread_cond_wait(&s->cond, &s->lock);
+			continue;
 		}
-		if (s->slots[i].used < victim->used)
-			victim = &s->slots[i];
+		s->hint_new = false;
+		p = s->hint_p;
+		c = s->hint_c;
+		for (size_t k = 0; k < AHEAD && c + k < p->nchunks && !s->hint_new && !s->stop;
+		     k++) {
+			const struct chunk_ref *cr = &p->chunks[c + k];
+			struct slot *sl;
+
+			if (slot_of(s, cr))
+				continue;
+			sl = slot_victim(s);
+			if (!sl)
+				break;
+			s->ahead_decoded++;
+			slot_load(s, sl, cr, s->ahead_ctx, s->ahead_scratch);
+		}
 	}
-	victim->cr = NULL;
-	ret = chunk_load(s->ctx, s->ck.fds[cr->shard], cr, s->scratch, victim->buf);
-	if (ret) {
-		ckpt_chunk_error(&s->ck, cr, ret);
-		return NULL;
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static int ahead_start(struct psrv *s)
+{
+	int ret = -pthread_create(&s->ahead, NULL, ahead_main, s);
+
+	s->ahead_on = !ret;
+	return ret;
+}
+
+static void ahead_stop(struct psrv *s)
+{
+	if (!s->ahead_on)
+		return;
+	pthread_mutex_lock(&s->lock);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	pthread_join(s->ahead, NULL);
+	s->ahead_on = false;
+}
+
+/*
+ * Before the first request (CRIU is still restoring): decode the first lazy
+ * pages of the first process, where the daemon's background transfer starts.
+ */
+static void hint_first(struct psrv *s)
+{
+	for (size_t i = 0; i < s->nprocs; i++) {
+		const struct proc *p = &s->procs[i];
+
+		for (size_t e = 0; e < p->pm.n; e++) {
+			const struct pm_entry *pe = &p->pm.e[e];
+			ssize_t c;
+
+			if ((pe->flags & (PE_LAZY | PE_PRESENT)) != (PE_LAZY | PE_PRESENT))
+				continue;
+			c = chunk_index(p, pe->off);
+			if (c >= 0)
+				hint(s, p, (size_t)c);
+			return;
+		}
 	}
-	victim->cr = cr;
-	victim->used = ++s->stamp;
-	s->decoded++;
-	return victim;
+}
+
+/* sendmsg() all of IOV (advanced in place); 0 or -errno. No SIGPIPE: an error. */
+static int send_iov(int sock, struct iovec *iov, int n)
+{
+	while (n > 0) {
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+		ssize_t w = sendmsg(sock, &mh, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
 }
 
 static const char *locate_error(int ret)
@@ -234,14 +449,19 @@ static const char *locate_error(int ret)
 	}
 }
 
-/* PS_IOV_GET: the pages asked for (or the first of them), or -1 (logged). */
+/*
+ * PS_IOV_GET: the pages asked for, up to the end of their pagemap entry and
+ * of PIN_MAX chunks (fewer than asked is in the protocol), or -1 (logged).
+ */
 static int serve_get(struct psrv *s, int sock, const struct ps_iov *req)
 {
-	struct ps_iov *rep = (struct ps_iov *)s->reply;
-	uint8_t *data = s->reply + sizeof(*rep);
+	struct ps_iov rep = *req;
+	struct iovec iov[1 + PIN_MAX];
+	struct slot *pinned[PIN_MAX];
 	const struct proc *p;
-	uint64_t off, got, pos, end;
-	int ret;
+	uint64_t off, got, pos, end, want;
+	ssize_t ci;
+	int ret, npin = 0, niov = 1;
 
 	p = req->dst_id <= UINT32_MAX ? find_proc(s, (uint32_t)req->dst_id) : NULL;
 	if (!p) {
@@ -255,23 +475,46 @@ static int serve_get(struct psrv *s, int sock, const struct ps_iov *req)
 		        req->nr_pages, locate_error(ret));
 		return -1;
 	}
-	if (got > REPLY_MAX_PAGES) /* fewer than asked is in the protocol */
-		got = REPLY_MAX_PAGES;
-	for (pos = off, end = off + got * PM_PAGE_SIZE; pos < end;) {
-		const struct slot *sl = chunk_at(s, p, pos);
+	ci = chunk_index(p, off);
+	if (ci < 0) {
+		log_err("%s: no chunk holds offset %" PRIu64, p->pages->name, off);
+		return -1;
+	}
+	for (pos = off, end = off + got * PM_PAGE_SIZE; pos < end && npin < PIN_MAX; ci++) {
+		struct slot *sl;
 		uint64_t in, n;
 
-		if (!sl) /* logged, naming the chunk: the last line says why */
+		/* ckpt_open checked that the chunks cover the file without a gap. */
+		if ((size_t)ci >= p->nchunks || !(sl = chunk_get(s, p, (size_t)ci))) {
+			if ((size_t)ci >= p->nchunks)
+				log_err("%s: no chunk holds offset %" PRIu64, p->pages->name, pos);
+			unpin(s, pinned, npin);
 			return -1;
+		}
+		pinned[npin++] = sl;
 		in = pos - sl->cr->h.offset;
 		n = sl->cr->h.raw_len - in < end - pos ? sl->cr->h.raw_len - in : end - pos;
-		memcpy(data + (pos - off), sl->buf + in, n);
+		iov[niov++] = (struct iovec){sl->buf + in, n};
 		pos += n;
 	}
-	*rep = *req;
-	rep->cmd = PE_PRESENT << PS_FLAGS_SHIFT | PS_IOV_ADD_F;
-	rep->nr_pages = (uint32_t)got;
-	ret = write_all(sock, s->reply, sizeof(*rep) + got * PM_PAGE_SIZE);
+	/* Whole pages only (a chunk may end inside a page); chunks are >= a page. */
+	got = (pos - off) / PM_PAGE_SIZE;
+	for (want = got * PM_PAGE_SIZE; pos - off > want; niov--) {
+		uint64_t cut = pos - off - want;
+
+		if (iov[niov - 1].iov_len > cut) {
+			iov[niov - 1].iov_len -= cut;
+			break;
+		}
+		pos -= iov[niov - 1].iov_len;
+	}
+	/* The next request starts where this one ends: decode from there meanwhile. */
+	hint(s, p, (size_t)ci - 1);
+	rep.cmd = PE_PRESENT << PS_FLAGS_SHIFT | PS_IOV_ADD_F;
+	rep.nr_pages = (uint32_t)got;
+	iov[0] = (struct iovec){&rep, sizeof(rep)};
+	ret = got ? send_iov(sock, iov, niov) : -EINVAL;
+	unpin(s, pinned, npin);
 	if (ret) {
 		log_err("sending pages: %s", strerror(-ret));
 		return -1;
@@ -318,9 +561,30 @@ static int serve(struct psrv *s, int sock)
 	}
 }
 
+/* The send buffer a whole reply fits in: root may exceed net.core.wmem_max. */
+static void grow_sndbuf(int sock)
+{
+	int v = SOCK_BUF;
+	socklen_t len = sizeof(v);
+
+	if (setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)))
+		setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	if (!getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &v, &len))
+		log_debug("page-server: send buffer %d bytes", v);
+}
+
+/* --images: every image but the pages files is written: CRIU's lazy-pages may start. */
+static void images_in(void *arg)
+{
+	const int *fd = arg;
+
+	if (*fd >= 0)
+		write_all(*fd, "images\n", 7);
+}
+
 int cmd_page_server(const struct opts *o)
 {
-	struct psrv s = {0};
+	struct psrv s = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 	int ret;
 
 	if (o->sock_fd < 0) {
@@ -330,10 +594,20 @@ int cmd_page_server(const struct opts *o)
 	ret = ckpt_open(o->dir, &s.ck);
 	if (ret)
 		return ret;
-	ret = load(&s);
+	if (o->outdir) {
+		ret = extract_lazy(&s.ck, o->outdir, images_in, (void *)&o->ready_fd);
+		if (ret)
+			log_err("page-server: writing the images into %s failed", o->outdir);
+	}
+	if (!ret)
+		ret = load(&s);
 	if (ret == -ENOMEM)
 		log_err("out of memory");
+	if (!ret && (ret = ahead_start(&s)))
+		log_err("page-server: cannot start a thread: %s", strerror(-ret));
 	if (!ret) {
+		grow_sndbuf(o->sock_fd);
+		hint_first(&s);
 		log_info("serving %zu process(es) from %s", s.nprocs, o->dir);
 		signal_ready(o->ready_fd);
 		ret = serve(&s, o->sock_fd) ? -EIO : 0;
@@ -341,8 +615,9 @@ int cmd_page_server(const struct opts *o)
 	/* Only on success: after a failure the last line must be the reason. */
 	if (!ret)
 		log_info("page-server: %" PRIu64 " requests, %" PRIu64 " pages, %" PRIu64
-		         " chunks decoded, %" PRIu64 " cache hits",
-		         s.requests, s.pages_out, s.decoded, s.hits);
+		         " chunks decoded on request, %" PRIu64 " ahead, %" PRIu64 " found decoded, %"
+		         PRIu64 " waits",
+		         s.requests, s.pages_out, s.decoded, s.ahead_decoded, s.hits, s.waits);
 	close(o->sock_fd);
 	unload(&s);
 	return ret;

@@ -20,7 +20,7 @@
 
 struct opts {
 	const char *dir;
-	const char *outdir; /* extract */
+	const char *outdir; /* extract; page-server --images */
 	unsigned shards;
 	struct codec codec;
 	uint32_t chunk_size;
@@ -39,6 +39,18 @@ int cmd_serve(const struct opts *o);
 int cmd_extract(const struct opts *o);
 int cmd_inspect(const struct opts *o);
 int cmd_page_server(const struct opts *o);
+
+struct ckpt;
+/*
+ * What a lazy restore reads itself (extract --for-lazy, page-server --images):
+ * creates OUTDIR (0700) and every file of CK in it (0600, refusing existing
+ * ones); writes every file but the pages files, then calls IMAGES_IN(ARG) (if
+ * not NULL: CRIU's lazy-pages daemon may start, it reads pstree.img at once);
+ * then, from the pagemaps, only the chunks of the pages files holding pages
+ * CRIU's restore reads itself; the rest of the pages files stays holes.
+ * Every chunk verified. Returns 0 or -errno (logged).
+ */
+int extract_lazy(const struct ckpt *ck, const char *outdir, void (*images_in)(void *), void *arg);
 
 /* Write "ready\n" to FD (if >= 0) and close it. */
 void signal_ready(int fd);

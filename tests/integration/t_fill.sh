@@ -106,4 +106,31 @@ check source_dies_job_not_running test "$(job_status f1)" != JOB_RUNNING
 sd restore job f1 -d "$T/c1" --json >"$T/r5.json" || die "restore again: $(cat "$T/r5.json")"
 check source_dies_restores_again verified f1
 
+# 5. auto's pick fails (the lazy-pages daemon killed as soon as it listens):
+# the restore falls back to CRIU's own copy and succeeds.
+CASE=auto_fallback
+sd kill f1 >/dev/null
+wait_for 20 test "$(job_status f1)" != JOB_RUNNING || die "f1 still running"
+rm -f "$sock"
+sd restore job f1 -d "$T/c1" --json >"$T/r6.json" 2>&1 &
+rp=$!
+for ((i = 0; i < 3000; i++)); do [ -S "$sock" ] && break; sleep 0.01; done
+lp=$(find_proc criu "$T/c1" lazy-pages)
+[ -n "$lp" ] || die "no lazy-pages daemon seen"
+kill -KILL "$lp"
+wait "$rp"
+check fallback_restore_succeeds test $? -eq 0
+check fallback_took_criu test -z "$(stat_of "$T/r6.json" Fill)"
+check fallback_logged grep -q "job f1: filling its memory through userfaultfd failed; restoring it again" \
+	"$STASIS_STATE_DIR/stasisd.log"
+check fallback_memory_intact verified f1
+
+# 6. One process that shares nothing: auto picks userfaultfd too.
+CASE=single
+hog f3 64M
+sd dump job f3 -d "$T/c3" >/dev/null || die "dump f3"
+sd restore job f3 --json >"$T/r7.json" || die "restore f3: $(cat "$T/r7.json")"
+check single_fill_is_uffd test "$(stat_of "$T/r7.json" Fill)" = uffd
+check single_memory_intact verified f3
+
 finish
