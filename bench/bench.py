@@ -521,9 +521,10 @@ class Daemon(Stream):
     """`stasis dump job` / `stasis restore job` through a private stasisd."""
     daemon = True
 
-    def __init__(self, codec, shards):
+    def __init__(self, codec, shards, fill=None):
         super().__init__(codec, shards)
-        self.name = f"stasis-{codec.replace(':', '')}-n{shards}"
+        self.fill = fill  # None: the daemon's default (auto); "criu" or "uffd" (restore --fill)
+        self.name = f"stasis-{codec.replace(':', '')}-n{shards}" + (f"-{fill}" if fill else "")
 
     def _run(self, env, args, row, prefix):
         """Run one CLI command while sampling the daemon and its streamer."""
@@ -581,7 +582,8 @@ class Daemon(Stream):
         row["stored_bytes"] = row["written_bytes"] = dir_bytes(img)
 
     def restore(self, env, wl, img, row):
-        self._run(env, ["restore", "job", wl.job, "-d", img, "--json"], row, "restore")
+        fill = ["--fill", self.fill] if self.fill else []
+        self._run(env, ["restore", "job", wl.job, "-d", img, "--json"] + fill, row, "restore")
         row["running_s"] = row["restore_wall_s"]
         row["criu_restore_cpu_s"] = row.pop("children_restore_cpu_s")
         row["restored_cpu_s"] = tree_cpu(wl.pid)
@@ -693,10 +695,13 @@ def parse_system(spec):
     m = re.fullmatch(r"stasis:([a-z0-9:]+):(\d+):lazy", spec)
     if m:
         return DaemonLazy(m.group(1), int(m.group(2)))
+    m = re.fullmatch(r"stasis:([a-z0-9:]+):(\d+):(criu|uffd)", spec)
+    if m:
+        return Daemon(m.group(1), int(m.group(2)), m.group(3))
     m = re.fullmatch(r"(stream|stasis):([a-z0-9:]+):(\d+)", spec)
     if not m:
         raise SystemExit(f"bad system '{spec}' (plain, plain+lz4, plain:lazy, stream:CODEC:N, "
-                         "stasis:CODEC:N, stasis:CODEC:N:lazy, stasis:plain:lazy)")
+                         "stasis:CODEC:N, stasis:CODEC:N:criu|uffd, stasis:CODEC:N:lazy, stasis:plain:lazy)")
     cls = Stream if m.group(1) == "stream" else Daemon
     return cls(m.group(2), int(m.group(3)))
 

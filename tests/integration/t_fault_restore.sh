@@ -29,7 +29,7 @@ redump() { sd dump job r1 -d "$T/r1" --stream 2 --force >/dev/null || die "redum
 # images. (Stopping it at once could stop it before its ready line, and then
 # the daemon never starts CRIU.)
 CASE=criu_killed_early
-sd restore job r1 >"$T/e.out" 2>&1 &
+sd restore job r1 --fill criu >"$T/e.out" 2>&1 &
 rpid=$!
 spid=$(stop_streamer "$T/r1" serve criu) || die "no serve streamer"
 wait_for 10 test -n "$(criu_of "$T/r1" restore)" || die "no criu"
@@ -46,7 +46,7 @@ redump
 # 2. CRIU killed late: the restored task exists (CRIU forked it with the
 # job's PID) and is waiting for its pages.
 CASE=criu_killed_late
-sd restore job r1 >"$T/l.out" 2>&1 &
+sd restore job r1 --fill criu >"$T/l.out" 2>&1 &
 rpid=$!
 spid=$(stop_streamer "$T/r1" serve "pid:$pid") || die "task never forked"
 kill -9 "$(criu_of "$T/r1" restore "$pid")"
@@ -76,7 +76,7 @@ redump
 
 # 3. The daemon is SIGKILLed mid-restore (task forked), then restarted.
 CASE=daemon_killed_restore
-sd restore job r1 >"$T/d.out" 2>&1 &
+sd restore job r1 --fill criu >"$T/d.out" 2>&1 &
 rpid=$!
 spid=$(stop_streamer "$T/r1" serve "pid:$pid") || die "task never forked"
 cpid=$(criu_of "$T/r1" restore "$pid")

@@ -92,7 +92,7 @@ check kill_job_status_killed test "$(job_status w1)" = JOB_KILLED
 hog w4 64M
 pid=$(job_pid w4)
 check restore_stall_dump sd dump job w4 -d "$T/w4" --stream 2
-sd restore job w4 --timeout 3 >"$T/w4.out" 2>&1 &
+sd restore job w4 --fill criu --timeout 3 >"$T/w4.out" 2>&1 &
 rpid=$!
 spid=$(stop_streamer "$T/w4" serve "pid:$pid") || die "restore never started"
 wait $rpid
