@@ -55,6 +55,7 @@ static const char *const added_columns[] = {
         "ALTER TABLE lazy ADD COLUMN ckino INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE lazy ADD COLUMN digest TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE lazy ADD COLUMN checked INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE lazy ADD COLUMN hold INTEGER NOT NULL DEFAULT 0",
 };
 
 static void add_columns(void)
@@ -547,7 +548,7 @@ int db_lazy_put(const struct lazy_rec *r)
 {
 	sqlite3_stmt *st = prep("INSERT OR REPLACE INTO lazy (job, pid, start, job_pid, job_start,"
 	                        " work, images, timeout_s, created, ckdir, ckdev, ckino, digest,"
-	                        " checked) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	                        " checked, hold) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 
 	if (!st)
 		return -EIO;
@@ -565,6 +566,7 @@ int db_lazy_put(const struct lazy_rec *r)
 	sqlite3_bind_int64(st, 12, (sqlite3_int64)r->ckino);
 	bind_text(st, 13, r->digest ? r->digest : "");
 	sqlite3_bind_int(st, 14, r->checked);
+	sqlite3_bind_int(st, 15, r->hold);
 	return run(st);
 }
 
@@ -581,7 +583,7 @@ int db_lazy_checked(const char *job)
 int db_lazy_list(struct lazy_rec **out, int *n)
 {
 	sqlite3_stmt *st = prep("SELECT job, pid, start, job_pid, job_start, work, images,"
-	                        " timeout_s, created, ckdir, ckdev, ckino, digest, checked"
+	                        " timeout_s, created, ckdir, ckdev, ckino, digest, checked, hold"
 	                        " FROM lazy");
 	struct lazy_rec *v = NULL;
 	int cnt = 0, rc;
@@ -610,6 +612,7 @@ int db_lazy_list(struct lazy_rec **out, int *n)
 		r->ckino = (uint64_t)sqlite3_column_int64(st, 11);
 		r->digest = col_dup(st, 12);
 		r->checked = sqlite3_column_int(st, 13);
+		r->hold = sqlite3_column_int(st, 14);
 	}
 	sqlite3_finalize(st);
 	*out = v;

@@ -147,6 +147,7 @@ struct lazy_rec {
 	uint64_t ckdev, ckino;
 	char *digest;
 	bool checked;
+	bool hold; /* the tree stays stopped until every page is in (struct lazy) */
 };
 
 int db_lazy_put(const struct lazy_rec *r);

@@ -607,7 +607,8 @@ static long tree_rss_kb(pid_t root)
 struct watch {
 	struct lazy lz;
 	struct jobref ref;
-	bool adopted;    /* taken back after a daemon restart: not our child */
+	bool adopted;    /* taken back after a daemon restart: not our child ... */
+	bool resume;     /* ... whose tree stopped for the fill is resumed once it is done */
 	uint64_t lp_start; /* the daemon's start time (proc_start_time) */
 	pthread_t checker;
 	bool checking;
@@ -694,6 +695,8 @@ static void *watch_main(void *arg)
 		log_info("job %s: lazy restore complete: every page is in (its lazy-pages daemon "
 		         "was taken back after a daemon restart)",
 		         w->ref.id);
+		if (w->resume) /* its caller, which would resume it, went with that daemon */
+			proc_tree_signal(w->ref.pid, SIGCONT);
 	} else if (ok) {
 		log_info("job %s: lazy restore complete: every page is in (%llu ms after the "
 		         "lazy-pages daemon started)",
@@ -761,7 +764,8 @@ static int record_pending(const struct lazy *lz, pid_t pid, uint64_t start)
 {
 	struct lazy_rec r = {.pid = lz->pid, .job_pid = pid, .job_start = start,
 	                     .work = (char *)lz->work, .images = (char *)lz->images,
-	                     .timeout_s = lz->timeout_s, .created = (int64_t)wall_ms()};
+	                     .timeout_s = lz->timeout_s, .created = (int64_t)wall_ms(),
+	                     .hold = lz->hold};
 	char fdpath[64], ckdir[4096];
 	ssize_t n;
 
@@ -982,6 +986,7 @@ static int adopt(const struct lazy_rec *r, int pidfd, const struct jobref *ref, 
 	lz->timeout_s = r->timeout_s;
 	lz->t_start = now_ms();
 	w->adopted = true;
+	w->resume = r->hold;
 	w->lp_start = r->start;
 	w->ref = (struct jobref){.id = strdup(r->job), .pid = ref->pid, .start = ref->start};
 	if (!w->ref.id || grab(lz) < 0 || spawn_watch(w)) {
@@ -997,8 +1002,10 @@ static int adopt(const struct lazy_rec *r, int pidfd, const struct jobref *ref, 
 		return -1;
 	}
 	/* CRIU leaves the tree stopped until stasisd holds the fds: a daemon that
-	 * died between the record and lazy_attach's SIGCONT never resumed it. */
-	proc_tree_signal(ref->pid, SIGCONT);
+	 * died between the record and lazy_attach's SIGCONT never resumed it. A
+	 * tree held stopped for the fill is resumed by the watch once it is done. */
+	if (!r->hold)
+		proc_tree_signal(ref->pid, SIGCONT);
 	return 0;
 }
 
@@ -1031,6 +1038,8 @@ static void recover_one(const struct lazy_rec *r)
 		         "finished while the daemon was away; %s)",
 		         r->job, why);
 		recheck_pages(r, &ref);
+		if (r->hold)
+			proc_tree_signal(ref.pid, SIGCONT);
 	} else {
 		kill_recorded_job(&ref);
 		log_err("job %s: its lazy-pages daemon (pid %d) ended while the daemon was away "
