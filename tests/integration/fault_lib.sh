@@ -64,14 +64,15 @@ PYEOF
 }
 
 # stop_streamer DIR MODE COND: wait (20 s at most) for the streamer of DIR in
-# MODE (capture|serve), then until COND holds, then SIGSTOP it and print its
-# pid. COND: "bytes:N" (its shards in DIR hold N bytes or more), "pid:P"
-# (process P exists: CRIU has forked the restored task), "criu" (a criu
-# restore runs), or "now". With pid: and criu the streamer runs in 2 ms steps
-# until then.
+# MODE (capture|serve|page-server), then until COND holds, then SIGSTOP it and
+# print its pid. COND: "bytes:N" (its shards in DIR hold N bytes or more),
+# "pid:P" (process P exists: CRIU has forked the restored task), "criu" (a
+# criu restore runs), "log:FILE:REGEX" (FILE holds a match of the Python
+# regular expression REGEX: a log line), or "now". With pid:, criu and log:
+# the streamer runs in 2 ms steps until then.
 stop_streamer() {
 	$PY - "$1" "$2" "$3" <<'PYEOF'
-import glob, os, signal, sys, time
+import glob, os, re, signal, sys, time
 d, mode, cond = sys.argv[1:]
 end = time.time() + 20
 rd = os.path.realpath(d)
@@ -102,6 +103,12 @@ def ready():
         return True
     if cond == 'criu':
         return criu_running()
+    if cond.startswith('log:'):
+        path, regex = cond[4:].split(':', 1)
+        try:
+            return re.search(regex.encode(), open(path, 'rb').read()) is not None
+        except OSError:
+            return False
     kind, val = cond.split(':')
     if kind == 'bytes':
         return sum(os.path.getsize(f) for f in glob.glob(d + '/img-*')) >= int(val)
@@ -112,7 +119,7 @@ while time.time() < end and not pid:
     time.sleep(0.001)
 if not pid:
     sys.exit(1)
-if cond.startswith('pid:') or cond == 'criu':
+if cond.startswith('pid:') or cond.startswith('log:') or cond == 'criu':
     # Hold the streamer at once and let it run in 2 ms steps until CRIU has
     # forked the task: the window is found even on a loaded machine.
     os.kill(pid, signal.SIGSTOP)
