@@ -607,8 +607,8 @@ static long tree_rss_kb(pid_t root)
 struct watch {
 	struct lazy lz;
 	struct jobref ref;
-	bool adopted;    /* taken back after a daemon restart: not our child ... */
-	bool resume;     /* ... whose tree stopped for the fill is resumed once it is done */
+	bool adopted;      /* taken back after a daemon restart: not our child ... */
+	bool resume;       /* ... whose tree stopped for the fill is resumed once it is done */
 	uint64_t lp_start; /* the daemon's start time (proc_start_time) */
 	pthread_t checker;
 	bool checking;
@@ -762,9 +762,13 @@ static int spawn_watch(struct watch *w)
  */
 static int record_pending(const struct lazy *lz, pid_t pid, uint64_t start)
 {
-	struct lazy_rec r = {.pid = lz->pid, .job_pid = pid, .job_start = start,
-	                     .work = (char *)lz->work, .images = (char *)lz->images,
-	                     .timeout_s = lz->timeout_s, .created = (int64_t)wall_ms(),
+	struct lazy_rec r = {.pid = lz->pid,
+	                     .job_pid = pid,
+	                     .job_start = start,
+	                     .work = (char *)lz->work,
+	                     .images = (char *)lz->images,
+	                     .timeout_s = lz->timeout_s,
+	                     .created = (int64_t)wall_ms(),
 	                     .hold = lz->hold};
 	char fdpath[64], ckdir[4096];
 	ssize_t n;
@@ -772,8 +776,7 @@ static int record_pending(const struct lazy *lz, pid_t pid, uint64_t start)
 	snprintf(r.job, sizeof(r.job), "%.*s", JOB_ID_MAX, lz->job);
 	/* The pages files' check, to run again if stasisd dies before it is done. */
 	snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", lz->ckfd);
-	if (lz->digest && lz->ckfd >= 0 &&
-	    (n = readlink(fdpath, ckdir, sizeof(ckdir) - 1)) > 0 &&
+	if (lz->digest && lz->ckfd >= 0 && (n = readlink(fdpath, ckdir, sizeof(ckdir) - 1)) > 0 &&
 	    !ckdir_identity(lz->ckfd, &r.ckdev, &r.ckino)) {
 		ckdir[n] = '\0';
 		r.ckdir = ckdir;
@@ -863,8 +866,9 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 		lazy_abort(lz);
 		json_decref(*info);
 		*info = NULL;
-		return fail(err, errlen, "lazy restore: cannot start the watch or record it in the "
-		            "database; the job was killed");
+		return fail(err, errlen,
+		            "lazy restore: cannot start the watch or record it in the database; "
+		            "the job was killed");
 	}
 	if (!hold)
 		proc_tree_signal(pid, SIGCONT);
@@ -930,8 +934,7 @@ static void recheck_pages(const struct lazy_rec *r, const struct jobref *ref)
 	if (dfd < 0)
 		return;
 	w = calloc(1, sizeof(*w));
-	if (w && (w->lz.digest = strdup(r->digest)) &&
-	    (w->ref.id = strdup(r->job))) {
+	if (w && (w->lz.digest = strdup(r->digest)) && (w->ref.id = strdup(r->job))) {
 		w->lz.ckfd = dfd;
 		w->ref.pid = ref->pid;
 		w->ref.start = ref->start;
@@ -970,7 +973,8 @@ static int adopt(const struct lazy_rec *r, int pidfd, const struct jobref *ref, 
 	struct watch *w = calloc(1, sizeof(*w));
 	struct lazy *lz;
 
-	if (!w || strlen(r->work) >= sizeof(w->lz.work) || strlen(r->images) >= sizeof(w->lz.images)) {
+	if (!w || strlen(r->work) >= sizeof(w->lz.work) ||
+	    strlen(r->images) >= sizeof(w->lz.images)) {
 		free(w);
 		snprintf(why, len, "out of memory, or a recorded path too long");
 		return -1;
@@ -1018,7 +1022,8 @@ static void recover_one(const struct lazy_rec *r)
 	char why[300] = "";
 
 	if (!jobgroup_any(&ref)) {
-		log_info("job %s: ended while the daemon was away, during its lazy restore", r->job);
+		log_info("job %s: ended while the daemon was away, during its lazy restore",
+		         r->job);
 		if (alive)
 			kill(-r->pid, SIGKILL); /* nothing left to serve */
 	} else if (alive && !adopt(r, pidfd, &ref, why, sizeof(why))) {
@@ -1030,8 +1035,8 @@ static void recover_one(const struct lazy_rec *r)
 		kill_recorded_job(&ref);
 		kill(-r->pid, SIGKILL);
 		log_err("job %s: its lazy-pages daemon (pid %d) could not be taken back after the "
-		        "daemon restart (%s): the job was killed rather than run on with memory that "
-		        "may miss pages",
+		        "daemon restart (%s): the job was killed rather than run on with memory "
+		        "that may miss pages",
 		        r->job, (int)r->pid, why);
 	} else if (lazy_log_complete(r->work, why, sizeof(why))) {
 		log_info("job %s: lazy restore complete: every page is in (its lazy-pages daemon "

@@ -129,8 +129,8 @@ static void wait_lazy(void)
 
 	if (!n)
 		return;
-	log_info("waiting up to %d s for %d lazy restore(s) to get every page in",
-	         LAZY_STOP_WAIT_S, n);
+	log_info("waiting up to %d s for %d lazy restore(s) to get every page in", LAZY_STOP_WAIT_S,
+	         n);
 	n = lazy_wait_pending(LAZY_STOP_WAIT_S * 1000);
 	if (n)
 		log_warn("%d lazy restore(s) still pending: the next stasisd takes their "
