@@ -198,6 +198,55 @@ TEST(db_jobs_roundtrip)
 	db_close();
 }
 
+/* A pending lazy restore's record (lazy.h) outlives the daemon, until it is settled. */
+TEST(db_lazy_roundtrip)
+{
+	char path[128];
+	struct lazy_rec r = {.pid = 42,
+	                     .start = 7,
+	                     .job_pid = 100,
+	                     .job_start = 555,
+	                     .work = "/st/work/a.restore",
+	                     .images = "",
+	                     .timeout_s = 60,
+	                     .created = 1,
+	                     .ckdir = "/ck",
+	                     .ckdev = 3,
+	                     .ckino = 4,
+	                     .digest = "{\"x\":\"y\"}",
+	                     .hold = true};
+	struct lazy_rec *v;
+	int n;
+
+	snprintf(path, sizeof(path), "%s/l.db", tmp);
+	CHECK_EQ_INT(db_open(path), 0);
+	snprintf(r.job, sizeof(r.job), "a");
+	CHECK_EQ_INT(db_lazy_put(&r), 0);
+	CHECK_EQ_INT(db_lazy_checked("a"), 0);
+	db_close();
+	/* Reopened: what a restarted daemon reads. */
+	CHECK_EQ_INT(db_open(path), 0);
+	CHECK_EQ_INT(db_lazy_list(&v, &n), 0);
+	CHECK_EQ_INT(n, 1);
+	CHECK_EQ_STR(v[0].job, "a");
+	CHECK_EQ_INT(v[0].pid, 42);
+	CHECK_EQ_INT(v[0].start, 7);
+	CHECK_EQ_INT(v[0].job_pid, 100);
+	CHECK_EQ_INT(v[0].job_start, 555);
+	CHECK_EQ_STR(v[0].work, "/st/work/a.restore");
+	CHECK_EQ_STR(v[0].ckdir, "/ck");
+	CHECK_EQ_INT(v[0].ckino, 4);
+	CHECK(v[0].checked);
+	CHECK(v[0].hold);
+	lazy_rec_free(&v[0]);
+	free(v);
+	CHECK_EQ_INT(db_lazy_del("a"), 0);
+	CHECK_EQ_INT(db_lazy_list(&v, &n), 0);
+	CHECK_EQ_INT(n, 0);
+	free(v);
+	db_close();
+}
+
 TEST(db_checkpoints_roundtrip)
 {
 	char path[128];
@@ -424,6 +473,7 @@ int main(void)
 	RUN(as_user_has_the_users_rights_only);
 	RUN(db_jobs_roundtrip);
 	RUN(db_checkpoints_roundtrip);
+	RUN(db_lazy_roundtrip);
 	RUN(ckdir_digest_catches_any_change);
 	RUN(ckdir_digest_fast_kind_verifies);
 	RUN(ckdir_lock_refuses_writers_and_links);
