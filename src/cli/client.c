@@ -183,12 +183,23 @@ void print_json(json_t *j)
 	putchar('\n');
 }
 
+/*
+ * The line users' scripts already parse: stats as the tools they come from
+ * print them. What stasis adds (the dump's "Tree", a restore's "Fill") is in
+ * --json only.
+ */
 void print_success(const char *head, json_t *j)
 {
-	char *stats = json_dumps(json_object_get(j, "stats"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+	static const char *const extra[] = {"Tree", "Fill", "FillDuration"};
+	json_t *st = json_deep_copy(json_object_get(j, "stats"));
+	char *stats;
 
+	for (size_t i = 0; st && i < sizeof(extra) / sizeof(extra[0]); i++)
+		json_object_del(st, extra[i]);
+	stats = st ? json_dumps(st, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
 	printf("Success %s stats=%s\n", head, stats ? stats : "{}");
 	free(stats);
+	json_decref(st);
 }
 
 int parse_stream_arg(const char *arg, json_t *req)
