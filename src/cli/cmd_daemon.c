@@ -131,7 +131,9 @@ static int stop(void)
 		snprintf(proc, sizeof(proc), "/proc/%lld",
 		         json_integer_value(json_object_get(r.json, "pid")));
 	reply_free(&r);
-	if (api_quiet("POST", "/v1/shutdown", NULL, &r)) {
+	/* No answer from a daemon that answered a moment ago: it may have gone
+	 * down before its reply was out. Wait for it to exit all the same. */
+	if (api_quiet("POST", "/v1/shutdown", NULL, &r) && !(r.status == 0 && proc[0])) {
 		if (r.status == 0) {
 			printf("stasisd is not running (socket %s)\n", cli_socket);
 			reply_free(&r);
