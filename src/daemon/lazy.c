@@ -857,6 +857,8 @@ int lazy_attach(struct lazy *lz, pid_t pid, uint64_t start, json_t **info, char 
 	*info = json_pack("{s:i, s:s, s:I, s:b}", "pid", exited ? 0 : (int)lz->pid, "log",
 	                  logpath, "resident_kb", (json_int_t)rss, "pending", !exited);
 	if (exited) {
+		log_info("job %s: lazy restore complete: every page is in (before the job resumed)",
+		         lz->job);
 		tell_end(lz, true);
 		lz->pid = 0;
 		release(lz);

@@ -23,10 +23,16 @@ lazy_restored() {
 	local name=$1 out=$2
 	check ${name}_running test "$(job_status l1)" = JOB_RUNNING
 	check ${name}_same_pid test "$(job_pid l1)" = "$pid"
-	check ${name}_pending test "$(lazy_field "$out" pending)" = True
 	rss=$(lazy_field "$out" resident_kb)
-	echo "# $name: resident at resume: $rss KiB of $((SIZE_MB * 1024))"
-	check ${name}_pages_still_out test "$rss" -lt $((SIZE_MB * 1024))
+	echo "# $name: pending $(lazy_field "$out" pending), resident at resume: $rss KiB of $((SIZE_MB * 1024))"
+	# A fast machine may have every page in before the reply; pages still to
+	# come are tested where the page source is held back (source_killed here,
+	# t_lazy_restart, t_lazy_shards).
+	if [ "$(lazy_field "$out" pending)" = True ]; then
+		check ${name}_pages_still_out test "$rss" -lt $((SIZE_MB * 1024))
+	else
+		check ${name}_all_in_before_resume test "$(lazy_field "$out" pid)" = 0
+	fi
 }
 # All pages came: the daemon said so in its log, the job verifies its memory.
 lazy_complete() {
@@ -48,13 +54,22 @@ lazy_complete plain
 # 2. A dump while pages are still coming is refused, and works once they are in (3).
 CASE=dump_waits
 sd dump job l1 -d "$T/s" --stream 2 >/dev/null || die "streamed dump"
+# The page server is held (stopped) once the background transfer began, as in
+# case 4 below, so pages are still to come whatever the machine's speed.
+rm -f "$STASIS_STATE_DIR/work/l1.restore/lazy-pages.log"
+stop_streamer "$T/s" page-server \
+	"log:$STASIS_STATE_DIR/work/l1.restore/lazy-pages.log: Read [0-9a-f]+ ([2-9]|[0-9]{2,}) pages" \
+	>"$T/ps2.pid" &
+holder=$!
 sd restore job l1 --lazy --json >"$T/s.json" || die "lazy restore (streamed): $(cat "$T/s.json")"
-lp=$(lazy_field "$T/s.json" pid)
-kill -STOP "$lp" 2>/dev/null # holds the pages back (the job waits on a fault, if any)
-check dump_while_lazy_daemon_running alive "$lp"
+wait $holder || die "the page server was not held"
+ps2=$(cat "$T/ps2.pid")
+track_pid "$ps2"
+check dump_while_lazy_pending test "$(lazy_field "$T/s.json" pending)" = True
+check dump_while_lazy_daemon_running alive "$(lazy_field "$T/s.json" pid)"
 out=$(sd dump job l1 -d "$T/s2" --leave-running 2>&1)
 check dump_while_lazy_refused grep -q "still getting its memory back from a lazy restore" <<<"$out"
-kill -CONT "$lp" 2>/dev/null
+kill -CONT "$ps2" 2>/dev/null
 
 # 3. Streamed checkpoint (extracted to local disk, then lazy).
 CASE=streamed
@@ -143,10 +158,16 @@ as dump job u1 -d "$T/u/plain" >/dev/null || die "owner plain dump"
 as restore job u1 --lazy --json >"$T/u.json" 2>&1 || die "owner lazy restore: $(cat "$T/u.json")"
 check owner_restored test "$(job_pid u1)" = "$upid"
 echo "# owner: pending $(lazy_field "$T/u.json" pending), resident at resume: $(lazy_field "$T/u.json" resident_kb) KiB of 131072"
-check owner_pending test "$(lazy_field "$T/u.json" pending)" = True
 check owner_runs_as_owner test "$(stat -c %U /proc/$upid)" = $U
 check owner_memory_intact verified u1
-check owner_complete wait_for 60 grep -q "job u1: lazy restore complete" "$STASIS_STATE_DIR/stasisd.log"
+# Pending or not depends on the machine's speed (128 MiB may all be in before
+# the reply): the other cases hold the page source to test pending pages.
+if [ "$(lazy_field "$T/u.json" pending)" = True ]; then
+	check owner_complete wait_for 60 grep -q "job u1: lazy restore complete" \
+		"$STASIS_STATE_DIR/stasisd.log"
+else
+	check owner_all_in_before_resume test "$(lazy_field "$T/u.json" pid)" = 0
+fi
 as dump job u1 -d "$T/u/s" --stream 2 >/dev/null || die "owner streamed dump"
 out=$(as restore job u1 --lazy 2>&1)
 check owner_streamed_refused grep -q "plain checkpoint only" <<<"$out"
