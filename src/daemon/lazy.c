@@ -477,13 +477,19 @@ static int grab(struct lazy *lz)
 	return bad ? -1 : lz->nheld;
 }
 
-/* Say how the lazy restore ended to whoever gave end_fd (lazy.h). */
-static void tell_end(struct lazy *lz, bool complete)
+/* Say how the lazy restore of JOB ended on END_FD (lazy.h). */
+static void tell_end_fd(const char *job, int end_fd, bool complete)
 {
 	char c = complete ? '1' : '0';
 
-	if (lz->end_fd > 2 && write(lz->end_fd, &c, 1) != 1)
-		log_warn("job %s: cannot report the end of its lazy restore", lz->job);
+	if (end_fd > 2 && write(end_fd, &c, 1) != 1)
+		log_warn("job %s: cannot report the end of its lazy restore", job);
+}
+
+/* Say how the lazy restore ended to whoever gave end_fd (lazy.h). */
+static void tell_end(struct lazy *lz, bool complete)
+{
+	tell_end_fd(lz->job, lz->end_fd, complete);
 }
 
 static void release(struct lazy *lz)
@@ -683,6 +689,7 @@ static void *watch_main(void *arg)
 	struct watch *w = arg;
 	char why[128] = "", ps_note[700] = "";
 	bool ok;
+	int end_fd;
 
 	w->checking = w->lz.digest && w->lz.ckfd >= 0 &&
 	              !pthread_create(&w->checker, NULL, check_pages, w);
@@ -710,12 +717,18 @@ static void *watch_main(void *arg)
 		        "%s/%s)%s",
 		        w->ref.id, why, w->lz.work, LAZY_LOG, ps_note);
 	}
-	tell_end(&w->lz, ok && !w->bad[0]);
-	/* Settled (whole, or the job killed): nothing for a restarted daemon to do. */
+	/* Settled (whole, or the job killed): nothing for a restarted daemon to do.
+	 * The end is told last, once the job is its own again and a dump may come
+	 * (a --fill restore answers on it, and its client may dump at once). */
 	db_lazy_del(w->ref.id);
+	end_fd = w->lz.end_fd;
+	w->lz.end_fd = -1;
 	w->lz.pid = 0;
 	release(&w->lz);
 	pending_set(w->ref.id, false);
+	tell_end_fd(w->ref.id, end_fd, ok && !w->bad[0]);
+	if (end_fd > 2)
+		close(end_fd);
 	free((char *)w->ref.id);
 	free(w);
 	return NULL;
