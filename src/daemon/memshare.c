@@ -13,6 +13,11 @@
 
 #define MAX_TREE  4096
 #define SHARED_FLOOR_KB (64u << 10)
+/* Below these the userfaultfd path's fixed cost (a second CRIU, the
+ * lazy-pages daemon, probing the kernel again; the page server for a
+ * streamed checkpoint: 0.3-0.4 s here) outweighs what it saves. */
+#define TREE_MIN_KB (32u << 10)
+#define ONE_MIN_KB  (256u << 10)
 
 /* Is the smaps mapping header LINE an anonymous mapping? */
 static bool anon_mapping(const char *line)
@@ -94,7 +99,9 @@ bool memshare_prefer_uffd(const struct memshare *m)
 
 	if (allowed < SHARED_FLOOR_KB)
 		allowed = SHARED_FLOOR_KB;
-	return m->procs > 0 && m->shared_anon_kb <= allowed;
+	if (m->shared_anon_kb > allowed)
+		return false;
+	return m->anon_kb >= (m->procs > 1 ? TREE_MIN_KB : ONE_MIN_KB);
 }
 
 static int uffd_state; /* 0 not probed, 1 supported, -1 not */

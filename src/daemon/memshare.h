@@ -48,10 +48,12 @@ bool memshare_from_stats(const char *stats_json, struct memshare *m);
  * Should a restore of a tree measured as M fill its memory through
  * userfaultfd? Yes when its shared anonymous memory is at most a tenth of it
  * or 64 MiB, whichever is more (what the userfaultfd restore would
- * duplicate); no when unknown (a checkpoint from before the measurement).
- * One process too: CRIU's own copy faults every page in through the reads
- * into its premapped memory, which on hosts with costly page faults takes
- * several times longer than UFFDIO_COPY's copies into empty page tables.
+ * duplicate), and it is large enough to repay the path's fixed cost: 32 MiB
+ * for several processes, 256 MiB for one. One process too: CRIU's own copy
+ * faults every page in through the reads into its premapped memory, which on
+ * hosts with costly page faults takes several times longer than UFFDIO_COPY's
+ * copies into empty page tables. No when unknown (a checkpoint from before
+ * the measurement).
  */
 bool memshare_prefer_uffd(const struct memshare *m);
 

@@ -125,9 +125,16 @@ check fallback_logged grep -q "job f1: filling its memory through userfaultfd fa
 	"$STASIS_STATE_DIR/stasisd.log"
 check fallback_memory_intact verified f1
 
-# 6. One process that shares nothing: auto picks userfaultfd too.
+# 6. One process that shares nothing: auto picks userfaultfd when it is large
+# enough to repay its fixed cost (256 MiB), CRIU's copy when it is small.
 CASE=single
-hog f3 64M
+hog f4 16M
+sd dump job f4 -d "$T/c4" >/dev/null || die "dump f4"
+sd restore job f4 --json >"$T/r8.json" || die "restore f4: $(cat "$T/r8.json")"
+check small_fill_is_criu test -z "$(stat_of "$T/r8.json" Fill)"
+check small_memory_intact verified f4
+sd kill f4 >/dev/null
+hog f3 300M
 sd dump job f3 -d "$T/c3" >/dev/null || die "dump f3"
 sd restore job f3 --json >"$T/r7.json" || die "restore f3: $(cat "$T/r7.json")"
 check single_fill_is_uffd test "$(stat_of "$T/r7.json" Fill)" = uffd
