@@ -10,6 +10,7 @@ REPO=$(cd "$TESTS_DIR/.." && pwd)
 STASIS_BUILD=${STASIS_BUILD:-$REPO/build}
 STASIS_CRIU=${STASIS_CRIU:-/usr/local/libexec/stasis/criu}
 export STASIS_CRIU
+. "$TESTS_DIR/breakpoints.sh"
 PATH=$STASIS_BUILD:$PATH
 HELPERS=$STASIS_BUILD/tests/bin
 PY=/usr/bin/python3

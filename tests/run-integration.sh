@@ -8,6 +8,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 logs=${STASIS_TEST_LOGS:-/tmp/stasis-test-logs}
+REPO=$(cd "$here/.." && pwd)
+. "$here/breakpoints.sh"
+echo "# CRIU run by the tests themselves: breakpoints $STASIS_TEST_BREAKPOINTS${CRIU_FAULT:+ (CRIU_FAULT=$CRIU_FAULT)}"
 mkdir -p "$logs"
 rc=0
 

@@ -10,6 +10,8 @@
 
 # This script sets the mode of each daemon it starts itself: none from outside.
 unset STASIS_CRIU_BREAKPOINTS
+# ... and its plain CRIU runs as a user's would, without lib.sh's mode.
+unset CRIU_FAULT
 REAL_CRIU=$STASIS_CRIU
 # A CRIU that notes its mode, then is the real one.
 cat >"$T/criu-wrap" <<EOS

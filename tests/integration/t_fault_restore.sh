@@ -32,7 +32,7 @@ CASE=criu_killed_early
 sd restore job r1 --fill criu >"$T/e.out" 2>&1 &
 rpid=$!
 spid=$(stop_streamer "$T/r1" serve criu) || die "no serve streamer"
-wait_for 10 test -n "$(criu_of "$T/r1" restore)" || die "no criu"
+wait_for 30 test -n "$(criu_of "$T/r1" restore)" || die "no criu"
 sleep 0.3
 kill -9 "$(criu_of "$T/r1" restore)"
 kill -CONT "$spid"
