@@ -27,7 +27,8 @@ static bool anon_mapping(const char *line)
 	/* "start-end perms offset dev inode   [path]" */
 	if (sscanf(line, "%*s %*s %*s %*s %*s %255s", path) < 1 || !path[0])
 		return true;
-	return !strcmp(path, "[heap]") || !strcmp(path, "[stack]");
+	return !strcmp(path, "[heap]") || !strcmp(path, "[stack]") ||
+	       !strncmp(path, "[anon:", 6); /* named with PR_SET_VMA_ANON_NAME */
 }
 
 static void measure_one(pid_t pid, struct memshare *m)
