@@ -28,20 +28,31 @@ rm -rf "$CKPT" && mkdir -p "$WORK"
 cp examples/train.py "$WORK/"
 
 run stasis exec -i "$JOB" -w "$WORK" "python3 train.py $MIB"
-sleep 3
+# Until it trains: filling its memory takes from a second to half a minute,
+# depending on how fast this host hands out fresh pages.
+last_step() { stasis logs "$JOB" | grep '^step ' | tail -1; }
+for _ in $(seq 240); do [ -n "$(last_step)" ] && break; sleep 0.5; done
+[ -n "$(last_step)" ] || { echo "demo: FAILED: the job never started training" >&2; exit 1; }
 run stasis ps
 say "stasis logs $JOB | tail -2"; stasis logs "$JOB" | tail -2
 run stasis dump job "$JOB" -d "$CKPT" --stream 8
 run stasis ps
 run ls -l "$CKPT"
-before=$(stasis logs "$JOB" | tail -1)
+before=$(last_step)
 sleep 2
 run stasis restore job "$JOB" --stream 8
-sleep 3
+# Until it has taken a few more steps (every 0.5 s).
+step_of() { local x=${1#step }; echo "${x%% *}"; }
+b=$(step_of "$before")
+for _ in $(seq 60); do
+	a=$(step_of "$(last_step)")
+	[ "${a:-0}" -ge $((b + 3)) ] && break
+	sleep 0.5
+done
 run stasis ps
 say "stasis logs $JOB | tail -4"
 stasis logs "$JOB" | tail -4
-after=$(stasis logs "$JOB" | tail -1)
+after=$(last_step)
 echo
 echo "last line before the dump: $before"
 echo "last line after restore:   $after"
