@@ -623,6 +623,35 @@ static void restore_record(const char *id, const char *prev_ckpt)
 }
 
 /* The job lives on the target now: its record here says so. */
+static void mark_migrated(const struct job *j);
+
+/*
+ * The target has the job: mark it migrated here, kill and reap our copy, drop
+ * the window, then confirm. Confirm last: a target that hears nothing stops
+ * its copy, so an answer lost on the way never leaves the job running twice;
+ * ours is gone already, so a failed confirmation loses no state. On failure
+ * ERR gets "job ID " + LOST (its %s: target, reason, job ID) and -1 returns.
+ */
+__attribute__((format(printf, 3, 0))) static int
+retire_and_confirm(struct tx *t, const struct job *j, const char *lost, char *err, size_t errlen)
+{
+	char what[600];
+
+	mark_migrated(j);
+	kill_tree(j->pid);
+	jobs_wait_reaped(j->id, 5000);
+	drop_window(t->dir);
+	if (!send_done(t))
+		return 0;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+	snprintf(what, sizeof(what), lost, t->to, t->err, j->id);
+#pragma GCC diagnostic pop
+	snprintf(err, errlen, "job %s %s", j->id, what);
+	log_warn("job %s: %s", j->id, err);
+	return -1;
+}
+
 static void mark_migrated(const struct job *j)
 {
 	struct job cur;
@@ -803,22 +832,10 @@ static int migrate_run(struct tx *t, struct job *j, int stream, const char *code
 		return t->target_said ? 409 : 502;
 	}
 	/* The target runs the job now: the frozen original goes. */
-	mark_migrated(j);
-	kill_tree(j->pid);
-	jobs_wait_reaped(j->id, 5000);
-	drop_window(t->dir);
-	/*
-	 * Confirm last: a target that hears nothing stops its copy (keeping the
-	 * checkpoint), so an answer lost on the way never leaves the job running
-	 * twice. Ours is gone already, so a failed confirmation loses no state.
-	 */
-	if (send_done(t)) {
-		snprintf(err, errlen,
-		         "job %s was restored on %s and stopped here, but the final confirmation "
-		         "failed (%s): the target stops its copy and keeps the checkpoint; "
-		         "run `stasis restore job %s` there",
-		         j->id, t->to, t->err, j->id);
-		log_warn("job %s: %s", j->id, err);
+	if (retire_and_confirm(t, j, "was restored on %s and stopped here, but the final "
+	                       "confirmation failed (%s): the target stops its copy and keeps "
+	                       "the checkpoint; run `stasis restore job %s` there",
+	                       err, errlen)) {
 		json_decref(ans);
 		json_decref(d.out);
 		return 502;
@@ -1159,17 +1176,10 @@ static int lazy_migrate_run(struct tx *t, struct job *j, const char *token, json
 	}
 	/* Every page is in on the target: the frozen original goes. */
 	lazy_end_dump(&L);
-	mark_migrated(j);
-	kill_tree(j->pid);
-	jobs_wait_reaped(j->id, 5000);
-	drop_window(t->dir);
-	if (send_done(t)) {
-		snprintf(err, errlen,
-		         "job %s runs on %s with every page, and was stopped here, but the final "
-		         "confirmation failed (%s): the target freezes its copy (SIGSTOP); there, "
-		         "`stasis kill %s --signal CONT` resumes it",
-		         j->id, t->to, t->err, j->id);
-		log_warn("job %s: %s", j->id, err);
+	if (retire_and_confirm(t, j, "runs on %s with every page, and was stopped here, but "
+	                       "the final confirmation failed (%s): the target freezes its copy "
+	                       "(SIGSTOP); there, `stasis kill %s --signal CONT` resumes it",
+	                       err, errlen)) {
 		lazy_tx_free(&L);
 		return 502;
 	}
