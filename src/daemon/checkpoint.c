@@ -116,6 +116,9 @@ struct op {
 	struct op_rec rec; /* what a daemon after a crash must finish (recover.c) */
 	pid_t streamer;
 	const char *images; /* CRIU's -D when not fdpath: extracted images (lazy.h) */
+	int img_fd;         /* > 2: those images shared with the owner, whose CRIU gets
+	                     * them as IMG_PATH (/proc/self/fd/N) instead of dfd */
+	char img_path[64];
 	bool (*digest_skip)(const char *name); /* files the digest check leaves (lazy.h) */
 	uint64_t t0, t_criu, t_end_criu;
 	uint64_t gpu_ms; /* GPU job: "GPUDuration" (docs/gpu.md) */
@@ -440,7 +443,7 @@ static int run_criu(struct op *op, char **argv, bool as_owner, int *status)
 		              : op->job.pidns ? CRIU_CAPS_RESTORE_NS
 		                              : CRIU_CAPS_RESTORE;
 	}
-	o.keep_fd2 = op->dfd;
+	o.keep_fd2 = op->img_fd > 2 ? op->img_fd : op->dfd;
 	o.keep_fd = op->wfd; /* restore: CRIU's work dir */
 	o.keep_fd3 = op->inh_fd;
 	if (op->ps_fd > 2 && !op->restoring) {
@@ -1544,6 +1547,28 @@ static int clone_log(struct op *op, const struct ckpt *c)
  * images (*STREAMED becomes false); the lazy-pages daemon is started on the
  * images.
  */
+/*
+ * A user's streamed checkpoint, extracted by root's page server: the owner's
+ * CRIU reads the images through an fd (never by a path it could change), and
+ * they must give back that user and nothing more, as a plain checkpoint's.
+ */
+static int share_images(struct op *op, struct lazy *lz)
+{
+	char why[512];
+
+	op->img_fd = lazy_share_images(lz, op->err, op->errlen);
+	if (op->img_fd < 0) {
+		op->img_fd = 0;
+		return 500;
+	}
+	if (coreimg_check_creds(op->img_fd, op->job.uid, op->job.gid, why, sizeof(why)))
+		return fail(op, 409, "checkpoint %s cannot be restored for uid %u: %s", op->dir,
+		            op->job.uid, why);
+	snprintf(op->img_path, sizeof(op->img_path), "/proc/self/fd/%d", op->img_fd);
+	op->images = op->img_path;
+	return 0;
+}
+
 static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char *work,
                       const char *digest)
 {
@@ -1552,11 +1577,6 @@ static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char
 	if (op->job.gpu)
 		return fail(op, 400, "--lazy does not restore GPU jobs (their memory must be "
 		            "whole before the driver takes it back)");
-	/* The owner's CRIU reaches images only through the checkpoint's fd; an
-	 * extracted copy would be a path the owner can change under it. */
-	if (op->as_owner && *streamed)
-		return fail(op, 400, "--lazy restores a user's job from a plain checkpoint only "
-		            "(docs/lazy.md); restore this streamed one without --lazy");
 	lz->uid = op->job.uid;
 	lz->gid = op->job.gid;
 	/* check_digest left the pages files out: the watch checks them (lazy.h). */
@@ -1584,6 +1604,8 @@ static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char
 	if (lazy_start(lz, cfg.criu, op->images ? op->images : op->fdpath, op->dfd, op->err,
 	               op->errlen))
 		code = 500;
+	if (!code && *streamed && op->as_owner)
+		code = share_images(op, lz);
 	/* The lazy-pages daemon has its copy of the page server's socket (or none). */
 	if (*streamed) {
 		close(lz->ps_fd);
@@ -1690,8 +1712,8 @@ static void restore_gone(struct op *op)
  * dumped, where it can be used. For uffd, LZ gets the hold and an end_fd,
  * whose other end goes to *END_RD.
  */
-static int choose_fill(struct op *op, const struct ckpt *c, const char *fill, bool streamed,
-                       struct lazy *lz, int *end_rd)
+static int choose_fill(struct op *op, const struct ckpt *c, const char *fill, struct lazy *lz,
+                       int *end_rd)
 {
 	const char *why = NULL;
 	struct memshare m;
@@ -1701,8 +1723,6 @@ static int choose_fill(struct op *op, const struct ckpt *c, const char *fill, bo
 		return 0;
 	if (op->job.gpu)
 		why = "a GPU job's memory must be whole before the driver takes it back";
-	else if (op->as_owner && streamed)
-		why = "a user's streamed checkpoint is restored by CRIU itself (docs/lazy.md)";
 	else if (op->origin || op->job.pidns)
 		why = "clones and PID-namespace jobs are restored by CRIU itself";
 	else if (!memshare_uffd_supported(cfg.criu))
@@ -1816,7 +1836,7 @@ static int restore_job(const struct creds *caller, const char *id, const char *o
 	if (!code)
 		code = restore_ns_args(&op, &c);
 	if (!code && !lazy && ps_fd <= 2)
-		code = choose_fill(&op, &c, fill, streamed, &lz, &fill_end);
+		code = choose_fill(&op, &c, fill, &lz, &fill_end);
 	if (!code && op.fill_uffd)
 		lazy = 1; /* the lazy machinery, the job held until every page is in */
 	if (!code)
@@ -1912,6 +1932,8 @@ out:
 		close(op.wfd);
 	if (op.inh_fd > 2)
 		close(op.inh_fd);
+	if (op.img_fd > 2)
+		close(op.img_fd);
 	op_end(&op);
 	free(argv);
 	return code;

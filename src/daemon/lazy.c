@@ -272,7 +272,9 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 {
 	int ready = -1;
 
-	snprintf(lz->images, sizeof(lz->images), "%s/images", lz->work);
+	/* Beside the work dir, not in it: a user's restore hands the work dir to
+	 * its owner, and root's lazy-pages daemon reads these by path. */
+	snprintf(lz->images, sizeof(lz->images), "%s.images", lz->work);
 	rm_flat_dir(lz->images);
 	/* One process reads the shard index once: the page server writes the images. */
 	if (start_page_server(lz, streamer, src_dir, keep_fd, &ready, err, errlen)) {
@@ -290,6 +292,45 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 	lz->ps_fd = -1;
 	rm_flat_dir(lz->images);
 	lz->images[0] = '\0';
+	return -1;
+}
+
+/* Make NAME in DFD root's, group GID, mode MODE (AT_EMPTY_PATH: DFD itself). */
+static int share_one(int dfd, const char *name, gid_t gid, mode_t mode)
+{
+	/* Root's page server wrote each one: never follow anything else. */
+	int fd = name[0] ? openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+	                 : dup(dfd);
+	int ret = fd < 0 || fchown(fd, 0, gid) || fchmod(fd, mode) ? -1 : 0;
+
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int lazy_share_images(const struct lazy *lz, char *err, size_t errlen)
+{
+	int dfd = open(lz->images, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	const char *name = "";
+	struct dirent *e = NULL;
+	DIR *d = NULL;
+
+	if (dfd >= 0)
+		d = fdopendir(fcntl(dfd, F_DUPFD_CLOEXEC, 3));
+	while (d && (e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+		    share_one(dfd, name = e->d_name, lz->gid, 0640))
+			break;
+	if (d && !e && !share_one(dfd, name = "", lz->gid, 0750)) {
+		closedir(d);
+		return dfd;
+	}
+	fail(err, errlen, "lazy: cannot share %s%s%s with gid %u: %s", lz->images,
+	     name[0] ? "/" : "", name, (unsigned)lz->gid, strerror(errno));
+	if (d)
+		closedir(d);
+	if (dfd >= 0)
+		close(dfd);
 	return -1;
 }
 

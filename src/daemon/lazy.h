@@ -117,7 +117,8 @@ void lazy_recover(void);
  * its shards, on one end of a socketpair (LZ->ps_fd gets the other, for
  * lazy_start; the caller closes it once lazy_start returned), in its own
  * process group (LZ->ps_pid; log WORK/page-server.log). It first writes into
- * WORK/images (LZ->images) every image but the lazy pages, which it serves.
+ * WORK.images (LZ->images, root's, beside the work dir) every image but the
+ * lazy pages, which it serves.
  * Returns once every image but the pages files is there (enough for the
  * lazy-pages daemon to start; lazy_start then waits for the rest, LZ->ps_ready):
  * 0, or -1 with ERR set and nothing left running.
@@ -134,6 +135,16 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
  */
 int lazy_start(struct lazy *lz, const char *criu, const char *images, int keep_fd, char *err,
                size_t errlen);
+
+/*
+ * A user's restore from a streamed checkpoint, once lazy_start returned (the
+ * page server has written every image): LZ->images and its files become
+ * root's, group LZ->gid, readable but never writable by the owner (0750,
+ * 0640). Returns an O_DIRECTORY fd on it, for the owner's CRIU to read the
+ * images through (/proc/self/fd/N: the path stays out of the owner's reach),
+ * or -1 with ERR set.
+ */
+int lazy_share_images(const struct lazy *lz, char *err, size_t errlen);
 
 /* The options `criu restore` needs on top of its own; returns the new count. */
 int lazy_restore_args(char **argv, int n);

@@ -4,7 +4,8 @@
 # userfaultfd, held stopped until every page is in, and verifies; --fill criu
 # takes CRIU's own path; a tree whose children share their parent's memory
 # keeps CRIU's path (and the sharing); a page source that dies before the job
-# ran fails the restore with the job not running and its checkpoint intact.
+# ran fails the restore with the job not running and its checkpoint intact;
+# a user's streamed tree is filled through userfaultfd as its owner.
 # Behaviour only, never wall-clock time.
 . "$(dirname "$0")/../lib.sh"
 . "$REPO/tests/helpers/daemon_lib.sh"
@@ -139,5 +140,28 @@ sd dump job f3 -d "$T/c3" >/dev/null || die "dump f3"
 sd restore job f3 --json >"$T/r7.json" || die "restore f3: $(cat "$T/r7.json")"
 check single_fill_is_uffd test "$(stat_of "$T/r7.json" Fill)" = uffd
 check single_memory_intact verified f3
+sd kill f3 >/dev/null
+
+# 7. A user's tree, streamed, as users type it: auto picks userfaultfd too.
+# Root's page server extracts the images; the owner's CRIU reads them
+# through an fd, read-only (docs/lazy.md).
+CASE=user_streamed
+U=stasis_fill_u
+make_user $U
+as() { runuser -u $U -- env STASIS_SOCKET="$STASIS_SOCKET" "$STASIS_BUILD/stasis" "$@"; }
+mkdir -p "$T/u" && chown $U "$T/u"
+as exec -i f5 -w "$T/u" "exec $HELPERS/memhog --size 128M --mix mixed --procs 4" >/dev/null ||
+	die "exec f5"
+wait_for 60 sh -c "'$STASIS_BUILD/stasis' logs f5 | grep -q '^ready '" || die "f5 not ready"
+upid=$(job_pid f5)
+track_pid "$upid"
+as dump job f5 -d "$T/u/ck" --stream 2 >/dev/null || die "dump f5"
+wait_for 20 test ! -d "/proc/$upid" || die "pid $upid not freed"
+as restore job f5 --stream 2 --json >"$T/r9.json" || die "restore f5: $(cat "$T/r9.json")"
+check user_streamed_fill_is_uffd test "$(stat_of "$T/r9.json" Fill)" = uffd
+check user_streamed_same_pid test "$(job_pid f5)" = "$upid"
+check user_streamed_runs_as_owner test "$(stat -c %U /proc/$upid)" = $U
+check user_streamed_memory_intact verified f5
+check user_streamed_images_gone test ! -e "$STASIS_STATE_DIR/work/f5.restore.images"
 
 finish

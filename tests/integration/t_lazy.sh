@@ -75,7 +75,7 @@ kill -CONT "$ps2" 2>/dev/null
 CASE=streamed
 lazy_restored streamed "$T/s.json"
 lazy_complete streamed
-check streamed_extracted_removed test ! -e "$STASIS_STATE_DIR/work/l1.restore/images"
+check streamed_extracted_removed test ! -e "$STASIS_STATE_DIR/work/l1.restore.images"
 check dump_after_lazy_ok sd dump job l1 -d "$T/s3" --leave-running
 
 # 4. The page source dies mid-way: the job is killed, never runs on. The
@@ -144,7 +144,7 @@ check pages_changed_logged wait_for 10 grep -q "job l1: its checkpoint's pages d
 	"$STASIS_STATE_DIR/stasisd.log"
 
 # 8. A user's job: restored as its owner (CRIU --unprivileged) from a plain
-# checkpoint; the lazy-pages daemon is root's. A streamed one is refused.
+# checkpoint; the lazy-pages daemon is root's.
 CASE=owner
 U=stasis_lazy_u
 make_user $U
@@ -168,9 +168,22 @@ if [ "$(lazy_field "$T/u.json" pending)" = True ]; then
 else
 	check owner_all_in_before_resume test "$(lazy_field "$T/u.json" pid)" = 0
 fi
+# A streamed one: root's page server extracts the images beside the work dir,
+# root's and only readable by the owner's group; the owner's CRIU gets them
+# through an fd.
 as dump job u1 -d "$T/u/s" --stream 2 >/dev/null || die "owner streamed dump"
-out=$(as restore job u1 --lazy 2>&1)
-check owner_streamed_refused grep -q "plain checkpoint only" <<<"$out"
+wait_for 20 test ! -d "/proc/$upid" || die "pid $upid not freed"
+as restore job u1 --lazy --json >"$T/us.json" 2>&1 || die "owner streamed lazy: $(cat "$T/us.json")"
+check owner_streamed_restored test "$(job_pid u1)" = "$upid"
+check owner_streamed_runs_as_owner test "$(stat -c %U /proc/$upid)" = $U
+imgs="$STASIS_STATE_DIR/work/u1.restore.images"
+if [ -d "$imgs" ]; then
+	check owner_streamed_images_roots test "$(stat -c %u:%g:%a "$imgs")" = "0:$(id -g $U):750"
+	check owner_streamed_images_read_only test -z "$(find "$imgs" -type f ! -perm 0640 -o -type f ! -uid 0)"
+fi
+check owner_streamed_memory_intact verified u1
+# Every page in: the extracted images are removed.
+check owner_streamed_complete wait_for 60 test ! -e "$imgs"
 check owner_streamed_untouched test -s "$T/u/s/manifest.json"
 sd kill u1 >/dev/null
 finish

@@ -50,7 +50,7 @@ echo "# served: resident at resume: $rss KiB of $((SIZE_MB * 1024))"
 check served_pages_still_out test "$rss" -lt $((SIZE_MB * 1024 / 2))
 check served_page_server_runs test -n "$(page_server)"
 # The extracted pages files are mostly holes: the lazy pages were not written.
-img="$STASIS_STATE_DIR/work/z1.restore/images"
+img="$STASIS_STATE_DIR/work/z1.restore.images"
 alloc=0 size=0
 for f in "$img"/pages-*.img; do
 	alloc=$((alloc + $(stat -c '%b*%B' "$f")))

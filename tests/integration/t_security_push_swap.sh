@@ -31,11 +31,13 @@ genuine=$(sum "$T/u/a/ck")
 forged=$(sum "$T/u/forged/ck")
 [ "$genuine" != "$forged" ] || die "the two checkpoints have the same manifest"
 
-# The swapper: `a` is genuine for 20 ms (long enough for a push to be
-# checked), then a symlink to `forged` for 30 ms (while the push sends).
+# The swapper: `a` is genuine for 20-70 ms (long enough for a push to be
+# checked), then a symlink to `forged` for 10-40 ms (while the push sends).
+# Random lengths: a fixed period can lock in step with the pushes on a busy
+# host, so that every push is resolved while `a` is the symlink.
 setpriv --reuid=$uid --regid=$gid --clear-groups bash -c "cd '$T/u' && while :; do
-	mv a a.real && ln -s forged a && sleep 0.03
-	rm -f a && mv a.real a && sleep 0.02
+	mv a a.real && ln -s forged a && sleep 0.0\$((RANDOM % 4 + 1))
+	rm -f a && mv a.real a && sleep 0.0\$((RANDOM % 6 + 2))
 done" &
 swapper=$!
 track_pid $swapper
@@ -43,7 +45,7 @@ track_pid $swapper
 CASE=push_swap
 sent=0
 bad=0
-for i in $(seq 1 20); do
+for i in $(seq 1 60); do
 	[ $sent -ge 3 ] && break
 	if out=$(as_user push "$T/u/a/ck" --to "$TARGET" 2>&1); then
 		dir=$(sed -n 's/.*checkpoint=\([^ ]*\).*/\1/p' <<<"$out")
