@@ -10,12 +10,7 @@
 # Environment: STASIS_BUILD (default build/), STASIS_CRIU, BENCH_DIR (scratch,
 # default /var/tmp/stasis-bench; needs ~4 GB free), SHARDS (2), CODEC (lz4).
 set -u
-if [ -z "${STASIS_SUBREAPER:-}" ]; then
-	# Restored processes are re-parented to us; we must be able to reap them.
-	STASIS_SUBREAPER=1 exec /usr/bin/python3 -c 'import ctypes, os, sys
-ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
-os.execvp(sys.argv[1], sys.argv[1:])' bash "$0" "$@"
-fi
+. "$(dirname "$0")/subreaper.sh"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 B=${STASIS_BUILD:-$REPO/build}
 CRIU=${STASIS_CRIU:-/usr/local/libexec/stasis/criu}

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -633,30 +634,112 @@ static int hash_file(int dfd, const char *name, bool strong, char hex[80])
 	return ret;
 }
 
+/*
+ * Files are hashed on up to HASH_THREADS threads, one file at a time each:
+ * a streamed checkpoint is a few large shards, and one SHA-256 stream runs
+ * at about the disk's read speed, so the shards are hashed side by side.
+ */
+#define HASH_THREADS 8
+
+struct hash_job {
+	int dfd;
+	bool strong;
+	char **names;
+	char (*hex)[80];
+	int *rets;
+	size_t n, next;
+	pthread_mutex_t lock;
+};
+
+static void *hash_worker(void *arg)
+{
+	struct hash_job *j = arg;
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&j->lock);
+		i = j->next++;
+		pthread_mutex_unlock(&j->lock);
+		if (i >= j->n)
+			return NULL;
+		j->rets[i] = hash_file(j->dfd, j->names[i], j->strong, j->hex[i]);
+	}
+}
+
+/* Hash J's N files; returns 0 or the first file's error. */
+static int hash_all(struct hash_job *j)
+{
+	pthread_t th[HASH_THREADS];
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nth = j->n < HASH_THREADS ? j->n : HASH_THREADS, started = 0;
+
+	if (cpus > 0 && nth > (size_t)cpus)
+		nth = (size_t)cpus;
+	/* The calling thread is one of the workers. */
+	while (started + 1 < nth && !pthread_create(&th[started], NULL, hash_worker, j))
+		started++;
+	hash_worker(j);
+	for (size_t k = 0; k < started; k++)
+		pthread_join(th[k], NULL);
+	for (size_t k = 0; k < j->n; k++)
+		if (j->rets[k])
+			return j->rets[k];
+	return 0;
+}
+
+/* The names of DFD's regular files that a digest covers, but SKIP's; -errno. */
+static int digest_names(int dfd, bool (*skip)(const char *name), char ***names, size_t *n)
+{
+	DIR *d = ckdir_list(dfd);
+	struct dirent *e;
+	struct stat st;
+	size_t cap = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		if (digest_skip(e->d_name) || (skip && skip(e->d_name)) ||
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode))
+			continue;
+		if (*n == cap) {
+			char **more = realloc(*names, (cap = cap ? 2 * cap : 16) * sizeof(*more));
+
+			if (!more)
+				break;
+			*names = more;
+		}
+		if (!((*names)[*n] = strdup(e->d_name)))
+			break;
+		(*n)++;
+	}
+	closedir(d);
+	return e ? -ENOMEM : 0;
+}
+
 /* The digest of DFD's files, but those SKIP names (SKIP may be NULL). */
 static int digest_obj(int dfd, bool strong, bool (*skip)(const char *name), json_t **out)
 {
-	int ret = 0;
-	DIR *d = ckdir_list(dfd);
-	json_t *obj = json_object();
-	struct dirent *e;
-	struct stat st;
-	char hex[80];
+	struct hash_job j = {.dfd = dfd, .strong = strong, .lock = PTHREAD_MUTEX_INITIALIZER};
+	int ret = digest_names(dfd, skip, &j.names, &j.n);
+	json_t *obj = NULL;
 
-	if (!d) {
-		json_decref(obj);
-		return -errno;
+	if (!ret) {
+		j.hex = calloc(j.n + 1, sizeof(*j.hex));
+		j.rets = calloc(j.n + 1, sizeof(*j.rets));
+		ret = j.hex && j.rets ? hash_all(&j) : -ENOMEM;
 	}
-	while (!ret && (e = readdir(d))) {
-		if (digest_skip(e->d_name) || (skip && skip(e->d_name)) ||
-		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
-		    !S_ISREG(st.st_mode))
-			continue;
-		ret = hash_file(dfd, e->d_name, strong, hex);
-		if (!ret)
-			json_object_set_new(obj, e->d_name, json_string(hex));
-	}
-	closedir(d);
+	if (!ret && !(obj = json_object()))
+		ret = -ENOMEM;
+	for (size_t k = 0; !ret && k < j.n; k++)
+		json_object_set_new(obj, j.names[k], json_string(j.hex[k]));
+	for (size_t k = 0; k < j.n; k++)
+		free(j.names[k]);
+	free(j.names);
+	free(j.hex);
+	free(j.rets);
 	if (ret)
 		json_decref(obj);
 	else

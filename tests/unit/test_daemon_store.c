@@ -330,6 +330,41 @@ TEST(ckdir_digest_catches_any_change)
 	close(dfd);
 }
 
+/* Files are hashed on several threads: each value must still be its own file's. */
+TEST(ckdir_digest_many_files_each_its_own)
+{
+	/* SHA-256("abc") and SHA-256("abd"). */
+	const char *abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	char dir[128], name[32], *digest = NULL, err[256];
+	json_t *obj;
+	int dfd;
+
+	snprintf(dir, sizeof(dir), "%s/ckm", tmp);
+	mkdir(dir, 0700);
+	dfd = ckdir_open(dir);
+	CHECK(dfd >= 0);
+	put(dfd, "inventory.img", "abc");
+	for (int i = 1; i <= 40; i++) {
+		snprintf(name, sizeof(name), "pages-%d.img", i);
+		put(dfd, name, i == 17 ? "abd" : "abc");
+	}
+	CHECK_EQ_INT(ckdir_digest(dfd, &digest), 0);
+	obj = json_loads(digest ? digest : "", 0, NULL);
+	CHECK(json_is_object(obj) && json_object_size(obj) == 41);
+	for (int i = 1; i <= 40; i++) {
+		snprintf(name, sizeof(name), "pages-%d.img", i);
+		CHECK_EQ_INT(!strcmp(json_string_value(json_object_get(obj, name)) ?: "", abc),
+		             i != 17);
+	}
+	CHECK_EQ_INT(ckdir_verify(dfd, digest, err, sizeof(err)), 0);
+	put(dfd, "pages-17.img", "abc");
+	CHECK(ckdir_verify(dfd, digest, err, sizeof(err)) != 0);
+	CHECK(strstr(err, "pages-17.img changed") != NULL);
+	json_decref(obj);
+	free(digest);
+	close(dfd);
+}
+
 TEST(ckdir_digest_fast_kind_verifies)
 {
 	char dir[128], *digest = NULL, err[256];
@@ -475,6 +510,7 @@ int main(void)
 	RUN(db_checkpoints_roundtrip);
 	RUN(db_lazy_roundtrip);
 	RUN(ckdir_digest_catches_any_change);
+	RUN(ckdir_digest_many_files_each_its_own);
 	RUN(ckdir_digest_fast_kind_verifies);
 	RUN(ckdir_lock_refuses_writers_and_links);
 	RUN(pidns_names_mounts_by_mount_point);
