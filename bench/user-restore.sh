@@ -38,7 +38,10 @@ track_pid "$upid"
 as dump job ub -d "$T/u/ck" --stream 2 >/dev/null || { echo "user dump failed"; exit 1; }
 
 # Plain CRIU's tree: root's, the same program and size, dumped once.
-$hog --log "$T/p/memhog.log" </dev/null >/dev/null 2>&1 & # memhog: its own session
+# memhog makes its own session; no fd of ours may go with it (CRIU restores
+# open files, and one of ours may have changed by then).
+$PY -c 'import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])' \
+	$hog --log "$T/p/memhog.log" </dev/null >/dev/null 2>&1 &
 ppid=$!
 wait_for 600 grep -q '^ready ' "$T/p/memhog.log" || exit 1
 track_pid "$ppid"

@@ -1733,7 +1733,7 @@ static int choose_fill(struct op *op, const struct ckpt *c, const char *fill, st
 	if (why)
 		return 0;
 	if (!strcmp(fill, "auto") &&
-	    !(memshare_from_stats(c->stats, &m) && memshare_prefer_uffd(&m)))
+	    !(memshare_from_stats(c->stats, &m) && memshare_prefer_uffd(&m, memshare_fault_us())))
 		return 0;
 	if (pipe2(p, O_CLOEXEC))
 		return fail(op, 500, "prepare: pipe: %s", strerror(errno));

@@ -20,6 +20,7 @@
 #include "db.h"
 #include "gpu.h"
 #include "hostprobe.h"
+#include "memshare.h"
 #include "jobs.h"
 #include "joblimits.h"
 #include "lazy.h"
@@ -237,6 +238,7 @@ int main(int argc, char **argv)
 		log_err("--criu-breakpoints takes auto, on or off (not %s)", breakpoints);
 		return 2;
 	}
+	memshare_fault_us(); /* probed now, not during the first restore */
 	umask(022);
 	if (mkdir_p(state, 0755) || chmod(state, 0755) || !realpath(state, state_abs)) {
 		log_err("cannot create state dir %s: %s", state, strerror(errno));

@@ -6,10 +6,16 @@
 #include "proc.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "log.h"
 
 #define MAX_TREE  4096
 #define SHARED_FLOOR_KB (64u << 10)
@@ -94,15 +100,79 @@ bool memshare_from_stats(const char *stats_json, struct memshare *m)
 	return ok;
 }
 
-bool memshare_prefer_uffd(const struct memshare *m)
+bool memshare_prefer_uffd(const struct memshare *m, double fault_us)
 {
 	uint64_t allowed = m->anon_kb / 10;
+
+	if (fault_us < MEMSHARE_DEAR_FAULT_US)
+		return false;
 
 	if (allowed < SHARED_FLOOR_KB)
 		allowed = SHARED_FLOOR_KB;
 	if (m->shared_anon_kb > allowed)
 		return false;
 	return m->anon_kb >= (m->procs > 1 ? TREE_MIN_KB : ONE_MIN_KB);
+}
+
+#define PROBE_BYTES (16u << 20)
+
+/* One pass: map PROBE_BYTES, write a byte per page, unmap; us per page, or -1. */
+static double fault_pass(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct timespec a, b;
+	char *p;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	p = mmap(NULL, PROBE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -1;
+	for (size_t i = 0; i < PROBE_BYTES; i += (size_t)page)
+		((volatile char *)p)[i] = 1;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	munmap(p, PROBE_BYTES);
+	return ((double)(b.tv_sec - a.tv_sec) * 1e6 + (double)(b.tv_nsec - a.tv_nsec) / 1e3) /
+	       (double)(PROBE_BYTES / (size_t)page);
+}
+
+static double fault_us = -1;
+static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The least of three passes; 0 (cheap: CRIU's own copy) if none could run. */
+static double probe_faults(void)
+{
+	double best = -1;
+
+	for (int i = 0; i < 3; i++) {
+		double v = fault_pass();
+
+		if (v >= 0 && (best < 0 || v < best))
+			best = v;
+	}
+	return best < 0 ? 0 : best;
+}
+
+double memshare_fault_us(void)
+{
+	const char *forced = getenv("STASIS_FAULT_US");
+	double v;
+
+	pthread_mutex_lock(&fault_lock);
+	if (fault_us < 0) {
+		bool force = forced && *forced;
+
+		fault_us = force ? strtod(forced, NULL) : probe_faults();
+		if (fault_us < 0)
+			fault_us = 0;
+		log_info("a fresh page costs %.2f us to fault in here%s: --fill auto %s", fault_us,
+		         force ? " (forced: STASIS_FAULT_US)" : "",
+		         fault_us >= MEMSHARE_DEAR_FAULT_US
+		                 ? "fills large trees that share little through userfaultfd"
+		                 : "keeps CRIU's own copy (faults are cheap)");
+	}
+	v = fault_us;
+	pthread_mutex_unlock(&fault_lock);
+	return v;
 }
 
 static int uffd_state; /* 0 not probed, 1 supported, -1 not */

@@ -53,9 +53,23 @@ bool memshare_from_stats(const char *stats_json, struct memshare *m);
  * faults every page in through the reads into its premapped memory, which on
  * hosts with costly page faults takes several times longer than UFFDIO_COPY's
  * copies into empty page tables. No when unknown (a checkpoint from before
- * the measurement).
+ * the measurement). And only where a fresh page costs at least
+ * MEMSHARE_DEAR_FAULT_US to fault in (FAULT_US, memshare_fault_us()): where
+ * faults are cheap CRIU's copy is as fast, without the second CRIU or the
+ * page server.
  */
-bool memshare_prefer_uffd(const struct memshare *m);
+bool memshare_prefer_uffd(const struct memshare *m, double fault_us);
+
+/*
+ * Microseconds to fault in one fresh anonymous page here: the least of three
+ * passes over 16 MiB, probed on the first call and remembered (stasisd calls
+ * it at start). Hosts of one kind differ several fold (about 1-3 us on some,
+ * 16-20 on paravirtualized guests where a fault exits to the host).
+ * STASIS_FAULT_US in the daemon's environment forces the value (tests, or a
+ * host whose answer is known).
+ */
+double memshare_fault_us(void);
+#define MEMSHARE_DEAR_FAULT_US 6.0
 
 /*
  * Can CRIU on this host restore through userfaultfd (`criu check --feature
