@@ -20,6 +20,7 @@
 #include "db.h"
 #include "gpu.h"
 #include "hostprobe.h"
+#include "memshare.h"
 #include "import.h"
 #include "jobs.h"
 #include "watchdog.h"
@@ -435,6 +436,9 @@ static void h_check(const struct api_req *rq, struct api_resp *rs)
 	hostprobe_refresh();
 	hostprobe_describe(detail, sizeof(detail));
 	check_item(arr, "breakpoints", true, detail);
+	memshare_fault_us();
+	memshare_describe(detail, sizeof(detail));
+	check_item(arr, "faults", true, detail);
 	{
 		char *h_argv[] = {(char *)ckpt_streamer_path(), "--help", NULL};
 

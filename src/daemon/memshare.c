@@ -136,6 +136,7 @@ static double fault_pass(void)
 }
 
 static double fault_us = -1;
+static bool fault_forced;
 static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The least of three passes; 0 (cheap: CRIU's own copy) if none could run. */
@@ -155,6 +156,7 @@ static double probe_faults(void)
 double memshare_fault_us(void)
 {
 	const char *forced = getenv("STASIS_FAULT_US");
+	char line[160];
 	double v;
 
 	pthread_mutex_lock(&fault_lock);
@@ -164,15 +166,22 @@ double memshare_fault_us(void)
 		fault_us = force ? strtod(forced, NULL) : probe_faults();
 		if (fault_us < 0)
 			fault_us = 0;
-		log_info("a fresh page costs %.2f us to fault in here%s: --fill auto %s", fault_us,
-		         force ? " (forced: STASIS_FAULT_US)" : "",
-		         fault_us >= MEMSHARE_DEAR_FAULT_US
-		                 ? "fills large trees that share little through userfaultfd"
-		                 : "keeps CRIU's own copy (faults are cheap)");
+		fault_forced = force;
+		memshare_describe(line, sizeof(line));
+		log_info("%s", line);
 	}
 	v = fault_us;
 	pthread_mutex_unlock(&fault_lock);
 	return v;
+}
+
+void memshare_describe(char *out, size_t len)
+{
+	snprintf(out, len, "a fresh page costs %.2f us to fault in here%s: --fill auto %s",
+	         fault_us, fault_forced ? " (forced: STASIS_FAULT_US)" : "",
+	         fault_us >= MEMSHARE_DEAR_FAULT_US
+	                 ? "fills large trees that share little through userfaultfd"
+	                 : "keeps CRIU's own copy (faults are cheap)");
 }
 
 static int uffd_state; /* 0 not probed, 1 supported, -1 not */

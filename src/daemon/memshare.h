@@ -69,6 +69,8 @@ bool memshare_prefer_uffd(const struct memshare *m, double fault_us);
  * host whose answer is known).
  */
 double memshare_fault_us(void);
+/* One line on it, as the log and `stasis check` say it (after memshare_fault_us). */
+void memshare_describe(char *out, size_t len);
 #define MEMSHARE_DEAR_FAULT_US 6.0
 
 /*

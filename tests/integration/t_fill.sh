@@ -177,6 +177,7 @@ daemon_down
 STASIS_FAULT_US=1 daemon_up
 check cheap_logged grep -q "costs 1.00 us to fault in here (forced: STASIS_FAULT_US): --fill auto keeps CRIU's own copy" \
 	"$STASIS_STATE_DIR/stasisd.log"
+check cheap_in_check sh -c "'$STASIS_BUILD/stasis' check | grep -q '^ok       faults: a fresh page costs 1.00 us'"
 tree_hog f6 128M
 pid=$(job_pid f6)
 sd dump job f6 -d "$T/c6" >/dev/null || die "dump f6"
