@@ -1540,14 +1540,6 @@ static int clone_log(struct op *op, const struct ckpt *c)
 }
 
 /*
- * --lazy, before CRIU (lazy.h): of a streamed checkpoint, the images CRIU's
- * restore reads itself are extracted into its work dir, and a page server
- * serves the lazy pages from the shards to the lazy-pages daemon (which
- * reads image files, not the streamer's socket), so CRIU then restores plain
- * images (*STREAMED becomes false); the lazy-pages daemon is started on the
- * images.
- */
-/*
  * A user's streamed checkpoint, extracted by root's page server: the owner's
  * CRIU reads the images through an fd (never by a path it could change), and
  * they must give back that user and nothing more, as a plain checkpoint's.
@@ -1569,6 +1561,14 @@ static int share_images(struct op *op, struct lazy *lz)
 	return 0;
 }
 
+/*
+ * --lazy, before CRIU (lazy.h): of a streamed checkpoint, the images CRIU's
+ * restore reads itself are extracted beside its work dir, and a page server
+ * serves the lazy pages from the shards to the lazy-pages daemon (which
+ * reads image files, not the streamer's socket), so CRIU then restores plain
+ * images (*STREAMED becomes false); the lazy-pages daemon is started on the
+ * images.
+ */
 static int lazy_begin(struct op *op, struct lazy *lz, bool *streamed, const char *work,
                       const char *digest)
 {

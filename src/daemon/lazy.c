@@ -295,7 +295,7 @@ int lazy_extract(struct lazy *lz, const char *streamer, const char *src_dir, int
 	return -1;
 }
 
-/* Make NAME in DFD root's, group GID, mode MODE (AT_EMPTY_PATH: DFD itself). */
+/* Make NAME in DFD root's, group GID, mode MODE (NAME "": DFD itself). */
 static int share_one(int dfd, const char *name, gid_t gid, mode_t mode)
 {
 	/* Root's page server wrote each one: never follow anything else. */
