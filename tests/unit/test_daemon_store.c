@@ -294,14 +294,22 @@ static void put(int dfd, const char *name, const char *text)
 	}
 }
 
+/* A fresh, empty directory NAME under tmp, opened with ckdir_open. */
+static int new_ckdir(const char *name)
+{
+	char dir[128];
+
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, name);
+	mkdir(dir, 0700);
+	return ckdir_open(dir);
+}
+
 TEST(ckdir_digest_catches_any_change)
 {
-	char dir[128], *digest = NULL, err[256];
+	char *digest = NULL, err[256];
 	int dfd;
 
-	snprintf(dir, sizeof(dir), "%s/ck", tmp);
-	mkdir(dir, 0700);
-	dfd = ckdir_open(dir);
+	dfd = new_ckdir("ck");
 	CHECK(dfd >= 0);
 	CHECK_EQ_INT(ckdir_kind(dfd), CK_NONE);
 	put(dfd, "inventory.img", "inv");
@@ -333,15 +341,13 @@ TEST(ckdir_digest_catches_any_change)
 /* Files are hashed on several threads: each value must still be its own file's. */
 TEST(ckdir_digest_many_files_each_its_own)
 {
-	/* SHA-256("abc") and SHA-256("abd"). */
+	/* SHA-256("abc"); one file holds "abd" instead. */
 	const char *abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-	char dir[128], name[32], *digest = NULL, err[256];
+	char name[32], *digest = NULL, err[256];
 	json_t *obj;
 	int dfd;
 
-	snprintf(dir, sizeof(dir), "%s/ckm", tmp);
-	mkdir(dir, 0700);
-	dfd = ckdir_open(dir);
+	dfd = new_ckdir("ckm");
 	CHECK(dfd >= 0);
 	put(dfd, "inventory.img", "abc");
 	for (int i = 1; i <= 40; i++) {
@@ -367,12 +373,10 @@ TEST(ckdir_digest_many_files_each_its_own)
 
 TEST(ckdir_digest_fast_kind_verifies)
 {
-	char dir[128], *digest = NULL, err[256];
+	char *digest = NULL, err[256];
 	int dfd;
 
-	snprintf(dir, sizeof(dir), "%s/ckx", tmp);
-	mkdir(dir, 0700);
-	dfd = ckdir_open(dir);
+	dfd = new_ckdir("ckx");
 	CHECK(dfd >= 0);
 	put(dfd, "inventory.img", "inv");
 	put(dfd, "pages-1.img", "pages");
