@@ -13,7 +13,7 @@
 #
 # Needs root, the provisioned CRIU and the release build (make). A private
 # stasisd (as the tests run it), CRIU in the same breakpoint mode on both
-# sides (tests/breakpoints.sh). The page cache is dropped before each
+# sides (tests/breakpoints.sh), each plain CRIU run bounded (900 s). The page cache is dropped before each
 # restore; every restored tree verifies its memory. Prints one line per
 # restore, then medians (min-max) and ratios to plain. Not part of the tests.
 set -u
@@ -46,7 +46,7 @@ ppid=$!
 wait_for 600 grep -q '^ready ' "$T/p/memhog.log" || exit 1
 track_pid "$ppid"
 ptree=$(pgrep -s "$ppid" | tr '\n' ' ')
-"$STASIS_CRIU" dump -t "$ppid" -D "$T/p" -o dump.log || { echo "plain dump failed"; exit 1; }
+timeout 900 "$STASIS_CRIU" dump -t "$ppid" -D "$T/p" -o dump.log || { echo "plain dump failed"; exit 1; }
 echo "# $size mixed memhog, $procs processes; $(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# CRIU breakpoints: ${CRIU_FAULT:+off (CRIU_FAULT=$CRIU_FAULT)}${CRIU_FAULT:-on}"
 echo "# user's shards: $(du -sm "$T/u/ck" | cut -f1) MiB; plain images: $(du -sm "$T/p" | cut -f1) MiB"
@@ -64,7 +64,7 @@ plain_one() {
 	local t0 t1 n
 	fresh $ptree
 	t0=$(date +%s.%N)
-	"$STASIS_CRIU" restore -D "$T/p" -d -o restore.log ||
+	timeout 900 "$STASIS_CRIU" restore -D "$T/p" -d -o restore.log ||
 		{ echo "plain restore failed: $(tail -3 "$T/p/restore.log")"; exit 1; }
 	t1=$(date +%s.%N)
 	n=$(grep -c '^verify ' "$T/p/memhog.log")
