@@ -13,9 +13,10 @@
 #
 # Needs root, the provisioned CRIU and the release build (make). A private
 # stasisd (as the tests run it), CRIU in the same breakpoint mode on both
-# sides (tests/breakpoints.sh), each plain CRIU run bounded (900 s). The page cache is dropped before each
-# restore; every restored tree verifies its memory. Prints one line per
-# restore, then medians (min-max) and ratios to plain. Not part of the tests.
+# sides (tests/breakpoints.sh), each plain CRIU run bounded (900 s). The
+# page cache is dropped before each restore; every restored tree verifies its
+# memory. Prints one line per restore, then medians (min-max) and ratios to
+# plain. Not part of the tests.
 set -u
 . "$(dirname "$0")/subreaper.sh"
 runs=${1:-3} size=${2:-2G} procs=${3:-8}
